@@ -1,0 +1,25 @@
+"""Lightning tasks of SAP: skeleton pretraining and lesion fine-tuning."""
+
+from __future__ import annotations
+
+from sap.tasks.base import SegmentationTask
+from sap.tasks.checkpoints import load_task_checkpoint
+from sap.tasks.finetuning import LesionFinetuning
+from sap.tasks.pretraining import AnatomicalPretraining
+from sap.tasks.transfer import (
+    TransferError,
+    TransferReport,
+    read_state_dict,
+    transfer_encoder_decoder,
+)
+
+__all__ = [
+    "AnatomicalPretraining",
+    "LesionFinetuning",
+    "SegmentationTask",
+    "TransferError",
+    "TransferReport",
+    "load_task_checkpoint",
+    "read_state_dict",
+    "transfer_encoder_decoder",
+]

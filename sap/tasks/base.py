@@ -1,0 +1,267 @@
+"""The shared base of every segmentation task: loss, optimiser groups, schedule, validation.
+
+Skeleton pretraining and lesion fine-tuning differ only in their labels, how the backbone is
+initialised and which learning rate each parameter group gets. Everything else lives here, so
+the two tasks cannot drift apart: the same Dice + cross-entropy loss (background left out of
+the Dice term, as in the paper), the same warm-up + cosine schedule, the same sliding-window
+validation over whole volumes.
+
+Lightning owns the loop: this module says *what* is learned; devices, precision, DDP,
+checkpoints and loggers are Trainer configuration.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import lightning as L
+import torch
+from monai.inferers import sliding_window_inference
+from monai.losses import DiceCELoss
+
+from sap.backbones import SegmentationBackbone, build_backbone
+from sap.recipe import ModelRecipe, TaskName
+
+OptimizerName = Literal["adam", "adamw"]
+
+
+def warmup_cosine_factor(
+    step: int, warmup_steps: int, total_steps: int, min_factor: float = 0.0
+) -> float:
+    """Learning-rate multiplier: linear warm-up from ~0 to 1, then cosine decay to ``min_factor``.
+
+    >>> warmup_cosine_factor(0, 10, 100) < 0.2
+    True
+    >>> warmup_cosine_factor(10, 10, 100)
+    1.0
+    >>> round(warmup_cosine_factor(100, 10, 100), 6)
+    0.0
+    """
+    if warmup_steps > 0 and step < warmup_steps:
+        return (step + 1) / (warmup_steps + 1)
+    decay_steps = max(1, total_steps - warmup_steps)
+    progress = min(1.0, (step - warmup_steps) / decay_steps)
+    return min_factor + (1.0 - min_factor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def per_class_dice(prediction: torch.Tensor, label: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Dice per class for integer label maps of equal shape.
+
+    Returns a float tensor of length ``num_classes``; a class absent from both prediction and
+    label gets NaN (it says nothing about the model, so it must not count as 0 or 1).
+    """
+    scores = torch.full((num_classes,), float("nan"), dtype=torch.float64)
+    for c in range(num_classes):
+        p = prediction == c
+        t = label == c
+        denom = p.sum() + t.sum()
+        if denom > 0:
+            scores[c] = 2.0 * (p & t).sum().double() / denom.double()
+    return scores
+
+
+class SegmentationTask(L.LightningModule):
+    """Common machinery for SAP's segmentation tasks.
+
+    Args:
+        backbone: registered backbone name (``sap.backbones.list_backbones()``).
+        backbone_kwargs: extra keyword arguments for the backbone builder.
+        channels: input channel names in network order; must match the data module.
+        labels: output class names; index 0 is background.
+        task: ``"skeleton"`` or ``"lesion"``; stored in the model recipe.
+        patch_size: training patch size and sliding-window size in voxels.
+        spacing_mm: voxel spacing the data was resampled to (``None``: native); recorded in
+            the recipe so inference prepares scans the same way.
+        optimizer: ``"adam"`` (paper) or ``"adamw"``.
+        weight_decay: optimiser weight decay (paper: 1e-5).
+        warmup_epochs: linear warm-up length (paper: 10 of 400 epochs); may be fractional.
+        sw_overlap: sliding-window overlap in validation (paper: 0.5).
+        sw_batch_size: windows per forward pass in validation.
+        lambda_dice: weight of the Dice term of the loss.
+        lambda_ce: weight of the cross-entropy term of the loss.
+    """
+
+    task_name: TaskName = "skeleton"
+
+    def __init__(
+        self,
+        backbone: str,
+        backbone_kwargs: dict[str, Any] | None,
+        channels: Sequence[str],
+        labels: Sequence[str],
+        task: TaskName,
+        patch_size: Sequence[int],
+        spacing_mm: Sequence[float] | None,
+        optimizer: OptimizerName,
+        weight_decay: float,
+        warmup_epochs: float,
+        sw_overlap: float,
+        sw_batch_size: int,
+        lambda_dice: float,
+        lambda_ce: float,
+    ) -> None:
+        super().__init__()
+        if len(labels) < 2:
+            raise ValueError(
+                f"A segmentation task needs at least 2 labels (background + one), got {list(labels)}"
+            )
+        if len(patch_size) != 3 or any(int(s) <= 0 for s in patch_size):
+            raise ValueError(f"patch_size must be 3 positive voxel counts, got {list(patch_size)}")
+        if optimizer not in ("adam", "adamw"):
+            raise ValueError(f"optimizer must be 'adam' or 'adamw', got {optimizer!r}")
+        self.channels = list(channels)
+        self.labels = list(labels)
+        self.task = task
+        self.patch_size = tuple(int(s) for s in patch_size)
+        self.spacing_mm = None if spacing_mm is None else tuple(float(s) for s in spacing_mm)
+        self.backbone_name = backbone
+        self.backbone_kwargs = dict(backbone_kwargs or {})
+        self.model: SegmentationBackbone = build_backbone(
+            backbone,
+            in_channels=len(self.channels),
+            out_channels=len(self.labels),
+            **self.backbone_kwargs,
+        )
+        multiple = int(getattr(self.model, "spatial_multiple", 1))
+        if any(s % multiple for s in self.patch_size):
+            raise ValueError(
+                f"patch_size {list(self.patch_size)} must be divisible by {multiple} for backbone {backbone!r}"
+            )
+        self.optimizer_name = optimizer
+        self.weight_decay = float(weight_decay)
+        self.warmup_epochs = float(warmup_epochs)
+        self.sw_overlap = float(sw_overlap)
+        self.sw_batch_size = int(sw_batch_size)
+        # Background is excluded from the Dice term only: cross-entropy still needs it, and a
+        # Dice on background (most of a whole-body volume) would drown the small foreground.
+        self.loss_fn = DiceCELoss(
+            include_background=False,
+            to_onehot_y=True,
+            softmax=True,
+            lambda_dice=lambda_dice,
+            lambda_ce=lambda_ce,
+        )
+
+    # ------------------------------------------------------------------ recipe
+    def recipe(self) -> ModelRecipe:
+        """What this model needs to be used correctly, saved with every checkpoint."""
+        return ModelRecipe(
+            backbone=self.backbone_name,
+            backbone_kwargs=dict(self.backbone_kwargs),
+            channels=list(self.channels),
+            labels=list(self.labels),
+            task=self.task,
+            patch_size=self.patch_size,
+            spacing_mm=self.spacing_mm,
+        )
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["sap_recipe"] = self.recipe().to_dict()
+
+    # ------------------------------------------------------------------ forward / loss
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.model(image)
+
+    def compute_loss(self, logits: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+        return self.loss_fn(logits, label.unsqueeze(1).long())
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        image, label = batch["image"], batch["label"]
+        loss = self.compute_loss(self(image), label)
+        self.log(
+            "train/loss",
+            loss,
+            prog_bar=True,
+            on_step=True,
+            on_epoch=True,
+            batch_size=image.shape[0],
+        )
+        return loss
+
+    # ------------------------------------------------------------------ whole-volume evaluation
+    def predict_logits(self, image: torch.Tensor) -> torch.Tensor:
+        """Logits [B, classes, D, H, W] of whole volumes by Gaussian-blended sliding window."""
+        return sliding_window_inference(
+            image,
+            roi_size=self.patch_size,
+            sw_batch_size=self.sw_batch_size,
+            predictor=self.model,
+            overlap=self.sw_overlap,
+            mode="gaussian",
+        )
+
+    def predict_volume(self, image: torch.Tensor) -> torch.Tensor:
+        """Softmax probabilities [B, classes, D, H, W] of whole volumes."""
+        return torch.softmax(self.predict_logits(image), dim=1)
+
+    def _evaluate_volume(self, batch: dict[str, Any], stage: str) -> None:
+        image, label = batch["image"], batch["label"]
+        logits = self.predict_logits(image)
+        loss = self.compute_loss(logits, label)
+        probabilities = torch.softmax(logits, dim=1)
+        prediction = probabilities.argmax(dim=1)
+        self.log(f"{stage}/loss", loss, on_epoch=True, batch_size=1, sync_dist=True)
+        scores = per_class_dice(prediction.cpu(), label.cpu(), len(self.labels))
+        foreground = scores[1:]
+        for name, value in zip(self.labels[1:], foreground.tolist(), strict=True):
+            if not math.isnan(value):
+                self.log(f"{stage}/dice_{name}", value, on_epoch=True, batch_size=1, sync_dist=True)
+        # Binary foreground Dice: "whole skeleton" for the anatomy task, "lesion" for lesions.
+        binary = per_class_dice((prediction > 0).long().cpu(), (label > 0).long().cpu(), 2)[1]
+        if not math.isnan(float(binary)):
+            self.log(
+                f"{stage}/dice_foreground",
+                float(binary),
+                prog_bar=True,
+                on_epoch=True,
+                batch_size=1,
+                sync_dist=True,
+            )
+        self._on_volume_evaluated(stage, probabilities, label, batch)
+
+    def _on_volume_evaluated(
+        self, stage: str, probabilities: torch.Tensor, label: torch.Tensor, batch: dict[str, Any]
+    ) -> None:
+        """Hook for task-specific whole-volume metrics (lesion detection)."""
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._evaluate_volume(batch, "val")
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._evaluate_volume(batch, "test")
+
+    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        return self.predict_volume(batch["image"])
+
+    # ------------------------------------------------------------------ optimisation
+    def learning_rates(self) -> dict[str, float]:
+        """Learning rate of each backbone parameter group: ``encoder``, ``decoder``, ``head``."""
+        raise NotImplementedError
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        groups = self.model.parameter_groups()
+        rates = self.learning_rates()
+        param_groups = [
+            {"params": groups[name], "lr": rates[name], "name": name}
+            for name in ("encoder", "decoder", "head")
+            if groups[name]
+        ]
+        optimizer_class = torch.optim.AdamW if self.optimizer_name == "adamw" else torch.optim.Adam
+        optimizer = optimizer_class(param_groups, weight_decay=self.weight_decay)
+
+        total_steps = max(1, int(self.trainer.estimated_stepping_batches))
+        max_epochs = (
+            self.trainer.max_epochs
+            if self.trainer.max_epochs and self.trainer.max_epochs > 0
+            else 1
+        )
+        warmup_steps = int(round(self.warmup_epochs * total_steps / max_epochs))
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: warmup_cosine_factor(step, warmup_steps, total_steps)
+        )
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }

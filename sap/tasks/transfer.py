@@ -1,0 +1,182 @@
+"""SAP transfer: carry encoder and decoder weights from one model into another.
+
+The heart of Supervised Anatomical Pretraining: a lesion model starts from the skeleton
+model's encoder *and* decoder; only the head (10 bone classes -> 2 lesion classes) is new.
+Checkpoints come in many dresses — Lightning (``model.`` prefix under ``state_dict``), the
+reference MONAI scripts (``module.`` / ``backbone.`` prefixes, ``swin_vit`` for ``swinViT``),
+our own zoo exports (safetensors) — so keys are matched after normalising those prefixes.
+
+A transfer that silently loads nothing is the worst failure a pretraining study can have (the
+"pretrained" arm quietly trains from scratch). Hence :func:`transfer_encoder_decoder` refuses
+to continue unless every encoder and decoder tensor was found with the right shape, and its
+:class:`TransferReport` lists every missing and unexpected key.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from sap.backbones import SegmentationBackbone
+
+log = logging.getLogger(__name__)
+
+#: Prefixes that wrappers put in front of backbone keys: Lightning modules (``model.``),
+#: DataParallel / DDP (``module.``), and the reference code's wrapper (``backbone.``).
+WRAPPER_PREFIXES: tuple[str, ...] = ("model.", "module.", "backbone.")
+
+#: Spelling differences between MONAI versions / the reference code and ours.
+KEY_RENAMES: tuple[tuple[str, str], ...] = (("swin_vit.", "swinViT."),)
+
+
+class TransferError(RuntimeError):
+    """Raised when pretrained weights cannot be carried into a model as SAP requires."""
+
+
+@dataclass
+class TransferReport:
+    """What a transfer did, key by key (target model key names)."""
+
+    source: str
+    loaded: list[str] = field(default_factory=list)
+    skipped_head: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+    shape_mismatch: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        lines = [
+            f"SAP transfer from {self.source}: {len(self.loaded)} tensors loaded, "
+            f"{len(self.skipped_head)} head tensors left freshly initialised, "
+            f"{len(self.missing)} missing, {len(self.unexpected)} unexpected, "
+            f"{len(self.shape_mismatch)} with a different shape."
+        ]
+        for title, keys in (
+            ("missing (kept their initial values)", self.missing),
+            ("unexpected (in the checkpoint, not in the model)", self.unexpected),
+            ("shape mismatch", self.shape_mismatch),
+        ):
+            if keys:
+                lines.append(f"  {title}:")
+                lines.extend(f"    {key}" for key in keys)
+        return "\n".join(lines)
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read model weights from a file without running any code from it.
+
+    Accepts a Lightning ``.ckpt``, a plain ``.pt``/``.pth`` state dict (possibly nested under
+    ``state_dict`` or ``model``), a ``.safetensors`` file, or a zoo export folder holding
+    ``model.safetensors``. Pickled files are read with ``torch.load(weights_only=True)``.
+    """
+    path = Path(path)
+    if path.is_dir():
+        candidate = path / "model.safetensors"
+        if not candidate.is_file():
+            raise TransferError(
+                f"{path} is a folder without model.safetensors; expected a zoo export folder"
+            )
+        path = candidate
+    if not path.is_file():
+        raise TransferError(f"Pretrained weights file {path} does not exist")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        try:
+            return dict(load_file(str(path)))
+        except Exception as error:  # safetensors raises several types for corrupt files
+            raise TransferError(f"Cannot read safetensors weights {path}: {error}") from error
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise TransferError(
+            f"Cannot read checkpoint {path} safely (torch.load weights_only=True): {error}. "
+            "Only tensors and plain Python values are accepted; convert other files to safetensors."
+        ) from error
+    if isinstance(payload, Mapping):
+        for nested in ("state_dict", "model", "model_state_dict", "network_weights"):
+            if nested in payload and isinstance(payload[nested], Mapping):
+                payload = payload[nested]
+                break
+    if not isinstance(payload, Mapping) or not all(
+        isinstance(v, torch.Tensor) for v in payload.values()
+    ):
+        raise TransferError(
+            f"{path} holds no state dict of tensors (found {type(payload).__name__})"
+        )
+    return dict(payload)
+
+
+def _candidates(key: str) -> Iterable[str]:
+    """Spellings of ``key`` to try against the target model, most specific first."""
+    for old, new in KEY_RENAMES:
+        key = key.replace(old, new)
+    seen = [key]
+    stripped = key
+    changed = True
+    while changed:
+        changed = False
+        for prefix in WRAPPER_PREFIXES:
+            if stripped.startswith(prefix):
+                stripped = stripped[len(prefix) :]
+                seen.append(stripped)
+                changed = True
+    for variant in list(seen):
+        seen.append(f"net.{variant}")
+    return seen
+
+
+def transfer_encoder_decoder(
+    model: SegmentationBackbone,
+    source_state: Mapping[str, torch.Tensor],
+    *,
+    source: str = "<state dict>",
+    groups: tuple[str, ...] = ("encoder", "decoder"),
+) -> TransferReport:
+    """Copy the ``groups`` of ``source_state`` into ``model``; leave its head as it is.
+
+    Raises:
+        TransferError: when any tensor of ``groups`` is missing from the source or has a
+            different shape — the transfer would otherwise silently be partial.
+    """
+    target = model.state_dict()
+    report = TransferReport(source=source)
+    matched: dict[str, torch.Tensor] = {}
+    used_sources: set[str] = set()
+    for key, value in source_state.items():
+        for candidate in _candidates(key):
+            if candidate in target:
+                group = model.group_of(candidate)
+                used_sources.add(key)
+                if group not in groups:
+                    report.skipped_head.append(candidate)
+                elif tuple(target[candidate].shape) != tuple(value.shape):
+                    report.shape_mismatch.append(
+                        f"{candidate}: checkpoint {tuple(value.shape)} vs model {tuple(target[candidate].shape)}"
+                    )
+                else:
+                    matched[candidate] = value
+                break
+    report.unexpected = sorted(set(source_state) - used_sources)
+    for key in target:
+        if model.group_of(key) in groups and key not in matched:
+            report.missing.append(key)
+    report.loaded = sorted(matched)
+    if report.missing or report.shape_mismatch:
+        raise TransferError(
+            "Pretrained encoder/decoder did not load completely, so this would not be SAP "
+            "initialisation. Check that the backbone name and kwargs (and the number of input "
+            "channels) match the pretrained model.\n" + report.summary()
+        )
+    with torch.no_grad():
+        for key, value in matched.items():
+            target[key].copy_(value.to(dtype=target[key].dtype))
+    log.info(report.summary())
+    return report
+
+
+__all__ = ["TransferError", "TransferReport", "read_state_dict", "transfer_encoder_decoder"]
