@@ -1,0 +1,49 @@
+"""Training configurations shipped with ``sap`` (YAML for LightningCLI).
+
+``sap fit --config lesion-cpu-small`` finds ``lesion-cpu-small.yaml`` here when no file of that
+name exists in the working directory, so the packaged recipes are one word away while a
+user's own file always wins.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+CONFIG_DIR = Path(__file__).resolve().parent
+
+
+def list_configs() -> list[str]:
+    """Names of the packaged configs (file names without ``.yaml``)."""
+    return sorted(path.stem for path in CONFIG_DIR.glob("*.yaml"))
+
+
+def config_path(name: str) -> Path:
+    """Path of a packaged config by name (with or without ``.yaml``)."""
+    stem = name[:-5] if name.endswith(".yaml") else name
+    path = CONFIG_DIR / f"{stem}.yaml"
+    if not path.is_file():
+        import difflib
+
+        close = difflib.get_close_matches(stem, list_configs(), n=3)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise FileNotFoundError(
+            f"No packaged config named {name!r}; available: {', '.join(list_configs())}.{hint}"
+        )
+    return path
+
+
+def resolve_config_argument(argv: list[str]) -> list[str]:
+    """Replace ``--config NAME`` by the packaged file when ``NAME`` is not an existing path."""
+    resolved = list(argv)
+    for index, arg in enumerate(resolved):
+        value = None
+        if arg in ("--config", "-c") and index + 1 < len(resolved):
+            value, position, prefix = resolved[index + 1], index + 1, ""
+        elif arg.startswith("--config="):
+            value, position, prefix = arg.split("=", 1)[1], index, "--config="
+        if value is None or Path(value).exists():
+            continue
+        if "/" in value or "\\" in value:
+            raise FileNotFoundError(f"Config file {value} does not exist")
+        resolved[position] = prefix + str(config_path(value))
+    return resolved
