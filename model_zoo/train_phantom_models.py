@@ -1,0 +1,425 @@
+"""Train, evaluate and bundle the demo models of the sap model zoo (synthetic phantoms only).
+
+Makes the two models shipped inside the package:
+
+- ``sap-skeleton-phantom``: 10-class skeleton model (supervised anatomical pretraining) on
+  healthy phantoms;
+- ``sap-lesion-phantom``: lesion model fine-tuned from it the SAP way (encoder and decoder
+  from the skeleton model, fresh 2-class head, lower encoder learning rate).
+
+Both are small ``tiny_unet`` networks (well under 5 MB each) trained on CPU. They are for
+demos, tests and tutorials, and their cards say so: synthetic data says nothing about real
+scans.
+
+Run from the repository root (seeded; rerunning gives the same cohorts and settings):
+
+    python model_zoo/train_phantom_models.py
+
+It writes the export folders into ``sap/zoo_bundled/<name>/``, the cards
+``model_zoo/<name>.yaml`` (sha256, size, metrics, command, runtime, evaluation cohort) and
+regenerates ``model_zoo/README.md``. Intermediate files (phantoms, checkpoints, logs) go to
+``--work-dir`` (default ``runs/phantom_zoo``). ``--quick`` is a smoke run that writes only
+into the work folder.
+
+Metrics are measured the way a user would get them: :class:`sap.inference.Predictor` on the
+bundled model (Gaussian sliding window, overlap 0.5, skeleton majority vote) on held-out
+phantoms generated with their own seed. ``tests/test_zoo_bundled.py`` regenerates that
+cohort and checks the skeleton card's whole-skeleton Dice with :func:`evaluate_skeleton`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import platform
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+SKELETON_NAME = "sap-skeleton-phantom"
+LESION_NAME = "sap-lesion-phantom"
+COMMAND = "python model_zoo/train_phantom_models.py"
+MAX_BUNDLED_BYTES = 5_000_000
+
+
+@dataclass
+class Settings:
+    """Everything that decides the bundled models; recorded in their cards."""
+
+    seed: int = 2025
+    healthy: int = 12
+    metastatic: int = 16
+    eval_healthy: int = 2
+    eval_metastatic: int = 3
+    phantom_kwargs: dict[str, Any] = field(default_factory=dict)
+    backbone: str = "tiny_unet"
+    backbone_kwargs: dict[str, Any] = field(
+        default_factory=lambda: {"base_channels": 8, "depth": 3, "residual": True}
+    )
+    patch_size: tuple[int, int, int] = (32, 32, 48)
+    batch_size: int = 4
+    skeleton_epochs: int = 40
+    skeleton_samples_per_volume: int = 8
+    skeleton_lr: float = 3e-3
+    lesion_epochs: int = 40
+    lesion_lr_encoder: float = 1e-3
+    lesion_lr_decoder: float = 3e-3
+    negative_ratio: float = 1.0
+    threshold: float = 0.5
+
+
+def quick_settings() -> Settings:
+    """A smoke run of the whole pipeline (about a minute); never written into the package."""
+    return Settings(
+        healthy=3,
+        metastatic=3,
+        eval_healthy=1,
+        eval_metastatic=1,
+        skeleton_epochs=1,
+        skeleton_samples_per_volume=2,
+        lesion_epochs=1,
+        batch_size=2,
+    )
+
+
+# ---------------------------------------------------------------------------- evaluation
+
+
+def evaluate_skeleton(model: Any, cases: list[Any]) -> dict[str, float]:
+    """Mean whole-skeleton and mean per-region Dice of ``model`` over ``cases``.
+
+    Prediction with the default :class:`sap.inference.Predictor`, on each case's input grid,
+    against its ``skeleton.nii.gz``.
+    """
+    import nibabel as nib
+    import numpy as np
+
+    from sap.inference.predictor import Predictor
+    from sap.metrics.skeleton import skeleton_dice
+
+    predictor = Predictor(model, memory_limit_bytes=None)
+    whole, regions = [], []
+    for case in cases:
+        prediction = predictor.predict(case)
+        reference = np.asarray(nib.load(str(case.skeleton)).dataobj).astype(np.int64)
+        scores = skeleton_dice(prediction.labels, reference, model.recipe.labels)
+        whole.append(scores["skeleton"])
+        regions.append(scores["mean_region_dice"])
+    return {
+        "whole_skeleton_dice": round(float(np.mean(whole)), 4),
+        "mean_region_dice": round(float(np.nanmean(regions)), 4),
+    }
+
+
+def evaluate_lesions(model: Any, cases: list[Any], threshold: float) -> dict[str, float]:
+    """Median lesion-level metrics (paper protocol) of ``model`` over ``cases``."""
+    import math
+
+    import nibabel as nib
+    import numpy as np
+
+    from sap.inference.predictor import Predictor
+    from sap.metrics import evaluate_exams
+
+    predictor = Predictor(model, memory_limit_bytes=None, threshold=threshold)
+    predictions, references, spacings = [], [], []
+    for case in cases:
+        prediction = predictor.predict(case)
+        image = nib.load(str(case.lesion))
+        predictions.append(prediction.labels > 0)
+        references.append(np.asarray(image.dataobj) > 0)
+        spacings.append(tuple(float(s) for s in image.header.get_zooms()[:3]))
+    summary = evaluate_exams(predictions, references, spacings, bootstrap=None)
+    metrics = {}
+    for name in ("sensitivity", "precision", "fp_per_exam", "f2", "dice_detected", "global_dice"):
+        value = summary["metrics"].get(name, {}).get("median")
+        if value is not None and math.isfinite(value):
+            metrics[f"median_{name}"] = round(float(value), 4)
+    return metrics
+
+
+def evaluation_cases(work: Path, settings: Settings, kind: str) -> list[Any]:
+    """The held-out cohort of ``kind`` ("skeleton" or "lesion"), generated if absent."""
+    from sap.data.cases import discover_cases
+    from sap.data.phantom import generate_cohort
+
+    folder = work / f"eval_{kind}"
+    if not folder.is_dir():
+        if kind == "skeleton":
+            counts = {"healthy": settings.eval_healthy, "metastatic": 0}
+        else:
+            counts = {"healthy": 0, "metastatic": settings.eval_metastatic}
+        generate_cohort(folder, seed=eval_seed(settings, kind), **counts, **settings.phantom_kwargs)
+    return discover_cases(folder, require=("skeleton",) if kind == "skeleton" else ("lesion",))
+
+
+def eval_seed(settings: Settings, kind: str) -> int:
+    return settings.seed + (1000 if kind == "skeleton" else 2000)
+
+
+# ---------------------------------------------------------------------------- training
+
+
+def _trainer(work: Path, name: str, epochs: int) -> Any:
+    import lightning as L
+    from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.loggers import CSVLogger
+
+    return L.Trainer(
+        max_epochs=epochs,
+        accelerator="cpu",
+        devices=1,
+        default_root_dir=str(work),
+        logger=CSVLogger(str(work), name=name, version=""),
+        callbacks=[
+            ModelCheckpoint(dirpath=str(work / name / "checkpoints"), save_last=True, save_top_k=0)
+        ],
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        enable_progress_bar=sys.stderr.isatty(),
+        enable_model_summary=False,
+        log_every_n_steps=5,
+    )
+
+
+def train_skeleton(work: Path, settings: Settings) -> Path:
+    import lightning as L
+
+    from sap.data.datamodules import SkeletonDataModule
+    from sap.data.phantom import generate_cohort
+    from sap.tasks import AnatomicalPretraining
+
+    data_dir = work / "anatomy"
+    if not data_dir.is_dir():
+        generate_cohort(
+            data_dir,
+            healthy=settings.healthy,
+            metastatic=0,
+            seed=settings.seed,
+            **settings.phantom_kwargs,
+        )
+    L.seed_everything(settings.seed, workers=True)
+    data = SkeletonDataModule(
+        data_dir=str(data_dir),
+        patch_size=list(settings.patch_size),
+        batch_size=settings.batch_size,
+        samples_per_volume=settings.skeleton_samples_per_volume,
+        val_fraction=0.0,
+        seed=settings.seed,
+    )
+    module = AnatomicalPretraining(
+        backbone=settings.backbone,
+        backbone_kwargs=settings.backbone_kwargs,
+        patch_size=list(settings.patch_size),
+        lr=settings.skeleton_lr,
+        warmup_epochs=1,
+    )
+    _trainer(work, "skeleton", settings.skeleton_epochs).fit(module, datamodule=data)
+    return work / "skeleton" / "checkpoints" / "last.ckpt"
+
+
+def train_lesion(work: Path, settings: Settings, skeleton_ckpt: Path) -> Path:
+    import lightning as L
+
+    from sap.data.datamodules import LesionDataModule
+    from sap.data.phantom import generate_cohort
+    from sap.tasks import LesionFinetuning
+
+    data_dir = work / "lesions"
+    if not data_dir.is_dir():
+        generate_cohort(
+            data_dir,
+            healthy=0,
+            metastatic=settings.metastatic,
+            seed=settings.seed + 1,
+            **settings.phantom_kwargs,
+        )
+    L.seed_everything(settings.seed + 1, workers=True)
+    data = LesionDataModule(
+        data_dir=str(data_dir),
+        patch_size=list(settings.patch_size),
+        batch_size=settings.batch_size,
+        negative_ratio=settings.negative_ratio,
+        val_fraction=0.0,
+        seed=settings.seed,
+    )
+    module = LesionFinetuning(
+        init=str(skeleton_ckpt),
+        backbone=settings.backbone,
+        backbone_kwargs=settings.backbone_kwargs,
+        patch_size=list(settings.patch_size),
+        lr_encoder=settings.lesion_lr_encoder,
+        lr_decoder=settings.lesion_lr_decoder,
+        lr_head=settings.lesion_lr_decoder,
+        warmup_epochs=1,
+    )
+    _trainer(work, "lesion", settings.lesion_epochs).fit(module, datamodule=data)
+    return work / "lesion" / "checkpoints" / "last.ckpt"
+
+
+# ---------------------------------------------------------------------------- bundling
+
+
+def bundle(
+    checkpoint: Path,
+    out_dir: Path,
+    name: str,
+    description: str,
+    training_data: str,
+    num_cases: int,
+    metrics: dict[str, float],
+    metrics_description: str,
+) -> Path:
+    """Export ``checkpoint`` into ``out_dir`` with its card metadata."""
+    from sap.zoo import TrainingData, export_checkpoint, read_config
+
+    folder = export_checkpoint(
+        checkpoint,
+        out_dir,
+        name=name,
+        description=description,
+        training_data=TrainingData(training_data, synthetic=True, num_cases=num_cases),
+        metrics=metrics,
+        metrics_description=metrics_description,
+        overwrite=True,
+    )
+    size = read_config(folder).weights.size_bytes
+    if size > MAX_BUNDLED_BYTES:
+        raise SystemExit(
+            f"{folder}: weights are {size / 1e6:.1f} MB, over the {MAX_BUNDLED_BYTES / 1e6:.0f} MB budget."
+        )
+    return folder
+
+
+def write_card(folder: Path, zoo_dir: Path, summary: str, training: dict[str, Any]) -> Path:
+    """``model_zoo/<name>.yaml`` from the bundled folder's config, plus how it was made."""
+    from sap.io import write_text_atomic
+    from sap.zoo.registry import card_from_export
+
+    card = dataclasses.replace(card_from_export(folder, summary=summary), training=training)
+    return write_text_atomic(zoo_dir / f"{card.name}.yaml", card.to_yaml())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--work-dir", type=Path, default=REPO / "runs" / "phantom_zoo")
+    parser.add_argument("--bundled-dir", type=Path, default=REPO / "sap" / "zoo_bundled")
+    parser.add_argument("--zoo-dir", type=Path, default=REPO / "model_zoo")
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke run; writes only into --work-dir"
+    )
+    args = parser.parse_args(argv)
+
+    import torch
+
+    from sap.zoo import load_pretrained
+    from sap.zoo.registry import ModelZoo, render_zoo_readme
+
+    settings = quick_settings() if args.quick else Settings()
+    work: Path = args.work_dir / ("quick" if args.quick else "full")
+    bundled_dir = work / "bundled" if args.quick else args.bundled_dir
+    zoo_dir = work / "cards" if args.quick else args.zoo_dir
+    work.mkdir(parents=True, exist_ok=True)
+    zoo_dir.mkdir(parents=True, exist_ok=True)
+    environment = (
+        f"{platform.machine()}, {torch.get_num_threads()} CPU threads, torch {torch.__version__}"
+    )
+    phantom = {"phantom_kwargs": settings.phantom_kwargs}
+
+    start = time.perf_counter()
+    skeleton_ckpt = train_skeleton(work, settings)
+    skeleton_minutes = (time.perf_counter() - start) / 60
+    skeleton_cases = evaluation_cases(work, settings, "skeleton")
+    skeleton_metrics = evaluate_skeleton(load_pretrained(skeleton_ckpt), skeleton_cases)
+    evaluation_text = (
+        "default sap.inference.Predictor (Gaussian sliding window, overlap 0.5{extra})"
+    )
+    skeleton_folder = bundle(
+        skeleton_ckpt,
+        bundled_dir / SKELETON_NAME,
+        SKELETON_NAME,
+        "Demo skeleton model: a tiny U-Net trained to segment 9 bone regions on synthetic "
+        "whole-body MRI phantoms (T1 + DWI b1000). For demos, tests and tutorials only.",
+        f"{settings.healthy} healthy phantoms from sap.data.phantom.generate_cohort (seed {settings.seed}); "
+        "synthetic T1 and b1000 volumes with a 10-label skeleton.",
+        settings.healthy,
+        skeleton_metrics,
+        f"Mean over {settings.eval_healthy} held-out healthy phantoms (generate_cohort seed "
+        f"{eval_seed(settings, 'skeleton')}); "
+        + evaluation_text.format(extra=", connected-component majority vote"),
+    )
+    write_card(
+        skeleton_folder,
+        zoo_dir,
+        "10-class skeleton model trained on synthetic phantoms (demo).",
+        {
+            "command": COMMAND,
+            "runtime": f"{skeleton_minutes:.0f} min training on {environment}",
+            "seed": settings.seed,
+            "settings": json.loads(json.dumps(dataclasses.asdict(settings), default=list)),
+            "evaluation": {
+                "seed": eval_seed(settings, "skeleton"),
+                "healthy": settings.eval_healthy,
+                "metastatic": 0,
+                **phantom,
+            },
+        },
+    )
+    print(f"{SKELETON_NAME}: {skeleton_metrics} ({skeleton_minutes:.1f} min)")
+
+    start = time.perf_counter()
+    lesion_ckpt = train_lesion(work, settings, skeleton_ckpt)
+    lesion_minutes = (time.perf_counter() - start) / 60
+    lesion_cases = evaluation_cases(work, settings, "lesion")
+    lesion_metrics = evaluate_lesions(
+        load_pretrained(lesion_ckpt), lesion_cases, settings.threshold
+    )
+    lesion_folder = bundle(
+        lesion_ckpt,
+        bundled_dir / LESION_NAME,
+        LESION_NAME,
+        f"Demo lesion model: fine-tuned from {SKELETON_NAME} the SAP way (encoder and decoder "
+        "transferred, fresh 2-class head, lower encoder learning rate) on synthetic metastatic "
+        "phantoms. For demos, tests and tutorials only.",
+        f"{settings.metastatic} metastatic phantoms from sap.data.phantom.generate_cohort "
+        f"(seed {settings.seed + 1}); initialised from {SKELETON_NAME}.",
+        settings.metastatic,
+        lesion_metrics,
+        f"Medians over {settings.eval_metastatic} held-out metastatic phantoms (generate_cohort seed "
+        f"{eval_seed(settings, 'lesion')}); lesion-level detection as in the paper; "
+        + evaluation_text.format(extra=f", threshold {settings.threshold}"),
+    )
+    write_card(
+        lesion_folder,
+        zoo_dir,
+        f"2-class lesion model fine-tuned from {SKELETON_NAME} on synthetic phantoms (demo).",
+        {
+            "command": COMMAND,
+            "runtime": f"{lesion_minutes:.0f} min fine-tuning on {environment}",
+            "seed": settings.seed + 1,
+            "initialisation": SKELETON_NAME,
+            "evaluation": {
+                "seed": eval_seed(settings, "lesion"),
+                "healthy": 0,
+                "metastatic": settings.eval_metastatic,
+                **phantom,
+            },
+        },
+    )
+    print(f"{LESION_NAME}: {lesion_metrics} ({lesion_minutes:.1f} min)")
+
+    from sap.io import write_text_atomic
+
+    readme = write_text_atomic(
+        zoo_dir / "README.md", render_zoo_readme(ModelZoo.from_directory(zoo_dir))
+    )
+    print(f"wrote {skeleton_folder}, {lesion_folder}, cards and {readme}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,176 @@
+"""Model cards: the ``README.md`` that lets an exported model explain itself.
+
+Generated from :class:`sap.zoo.config.ModelConfig` alone, so the card can never disagree with
+the weights it describes: what the model is, how its input must be prepared, intended use and
+limits (research use, not a medical device), training data, metrics, how to load it, and how to
+cite SAP. The YAML front matter is Hugging Face Hub model-card metadata (licence, library,
+tags), so the same file renders on the Hub.
+"""
+
+from __future__ import annotations
+
+import json
+
+import yaml
+
+from sap.zoo.config import ModelConfig
+
+_TASK_TEXT = {
+    "skeleton": (
+        "segments the skeleton into {n} classes ({labels}) on whole-body MRI. In SAP it is the "
+        "anatomical pretraining stage: its encoder and decoder initialise a lesion model."
+    ),
+    "lesion": (
+        "segments bone metastases (classes: {labels}) on whole-body MRI. Lesions are the 3D "
+        "connected components of the thresholded lesion probability."
+    ),
+}
+
+
+def card_metadata(config: ModelConfig) -> dict[str, object]:
+    """Hub model-card metadata (the README's YAML front matter)."""
+    tags = ["sap", "medical-imaging", "mri", "whole-body-mri", "3d", "segmentation", "pytorch"]
+    tags.append("bone-metastasis" if config.task == "lesion" else "skeleton-segmentation")
+    if config.training_data.synthetic:
+        tags.append("synthetic-data")
+    return {
+        "license": config.license,
+        "library_name": "sap",
+        "pipeline_tag": "image-segmentation",
+        "tags": tags,
+    }
+
+
+def render_model_card(config: ModelConfig, load_id: str | None = None) -> str:
+    """The model card (Markdown with YAML front matter) of an exported model.
+
+    Args:
+        config: the model's config; every statement in the card comes from it.
+        load_id: what to pass to :func:`sap.load_pretrained` in the "How to load" example,
+            e.g. ``"hf://owner/repo@<commit>"`` or a zoo name. Defaults to the zoo name, or a
+            local folder path when the model has none.
+    """
+    recipe = config.recipe
+    title = config.name or f"sap {recipe.task} model ({recipe.backbone})"
+    load_id = load_id or config.name or "path/to/exported_folder"
+    lines: list[str] = [
+        "---",
+        yaml.safe_dump(card_metadata(config), sort_keys=False).rstrip(),
+        "---",
+        "",
+        f"# {title}",
+        "",
+    ]
+    if config.description:
+        lines += [config.description.strip(), ""]
+    what = _TASK_TEXT.get(recipe.task, "segments {labels}.").format(
+        n=len(recipe.labels), labels=", ".join(recipe.labels)
+    )
+    lines += [
+        f"A `{recipe.backbone}` network that {what} Exported by the `sap` library "
+        "(Supervised Anatomical Pretraining for whole-body MRI).",
+        "",
+        "> **Research use only.** This model is not a medical device. It has not been cleared or "
+        "approved for clinical use and must not be used for diagnosis or treatment decisions.",
+        "",
+    ]
+    if config.training_data.synthetic:
+        lines += [
+            "> **Trained on synthetic data.** The training scans are generated phantoms, not patient "
+            "images. This model exists for demos, tests and tutorials; its output on real scans "
+            "means nothing.",
+            "",
+        ]
+
+    lines += ["## Model", "", "| | |", "|---|---|"]
+    rows = [
+        ("task", recipe.task),
+        ("backbone", f"`{recipe.backbone}` {_inline_json(recipe.backbone_kwargs)}"),
+        ("input channels (in order)", ", ".join(f"`{c}`" for c in recipe.channels)),
+        (
+            "output labels (index: name)",
+            ", ".join(f"{i}: {n}" for i, n in enumerate(recipe.labels)),
+        ),
+        ("patch size (voxels)", " × ".join(str(s) for s in recipe.patch_size)),
+        (
+            "voxel spacing (mm)",
+            "native (no resampling)"
+            if recipe.spacing_mm is None
+            else " × ".join(f"{s:g}" for s in recipe.spacing_mm),
+        ),
+        ("orientation", recipe.orientation),
+        ("intensity normalisation", _inline_json(recipe.normalisation)),
+    ]
+    if config.weights is not None:
+        rows += [
+            ("parameters", f"{config.weights.num_parameters:,}"),
+            (
+                "weights",
+                f"`{config.weights.file}` ({config.weights.size_bytes / 1e6:.2f} MB, {config.weights.dtype})",
+            ),
+            ("sha256", f"`{config.weights.sha256}`"),
+        ]
+    rows.append(("sap version", config.sap_version))
+    lines += [f"| {key} | {value} |" for key, value in rows]
+    lines.append("")
+
+    lines += [
+        "## Intended use and limits",
+        "",
+        "- Research on bone-metastasis segmentation and anatomical pretraining in whole-body MRI.",
+        f"- Input: {len(recipe.channels)} co-registered channels ({', '.join(recipe.channels)}), "
+        "prepared exactly as the recipe above says (orientation, spacing, normalisation); "
+        "`sap predict` does this for you.",
+        "- Not validated on scanners, protocols or populations other than its training data.",
+        "- Not a medical device; outputs need expert review.",
+        "",
+        "## Training data",
+        "",
+        config.training_data.description.strip() or "Not described.",
+    ]
+    if config.training_data.num_cases is not None:
+        lines += ["", f"Training cases: {config.training_data.num_cases}."]
+    lines.append("")
+
+    lines += ["## Metrics", ""]
+    if config.metrics:
+        if config.metrics_description:
+            lines += [config.metrics_description.strip(), ""]
+        lines += ["| metric | value |", "|---|---|"]
+        lines += [f"| {key} | {value:.4g} |" for key, value in config.metrics.items()]
+    else:
+        lines.append("No metrics recorded.")
+    lines.append("")
+
+    lines += [
+        "## How to load",
+        "",
+        "```python",
+        "from sap import load_pretrained",
+        "",
+        f'model = load_pretrained("{load_id}")',
+    ]
+    if recipe.task == "skeleton":
+        lines += [
+            "# SAP transfer: keep encoder and decoder, put on a fresh 2-class lesion head",
+            f'lesion_model = load_pretrained("{load_id}", task="lesion", num_classes=2)',
+        ]
+    lines += ["```", ""]
+    if config.provenance:
+        lines += [
+            "## Provenance",
+            "",
+            "```json",
+            json.dumps(config.provenance, indent=2),
+            "```",
+            "",
+        ]
+    lines += ["## Citation", "", "```bibtex", config.citation.strip(), "```", ""]
+    return "\n".join(lines)
+
+
+def _inline_json(value: object) -> str:
+    return f"`{json.dumps(value, sort_keys=True)}`"
+
+
+__all__ = ["card_metadata", "render_model_card"]

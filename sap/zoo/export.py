@@ -1,0 +1,245 @@
+"""Export a model to a self-describing folder: ``model.safetensors`` + ``config.json`` + ``README.md``.
+
+Why this format: safetensors holds tensors and nothing else, so loading a model never runs code
+from it (a pickled checkpoint can); ``config.json`` carries the recipe, so the folder alone
+rebuilds the model; ``README.md`` is the model card, generated from the config, so it cannot
+drift from the weights. The same folder is what :func:`sap.zoo.push_to_hub` uploads.
+
+The folder is written whole or not at all: everything goes into a temporary sibling folder
+that is renamed into place at the end, so an interrupted export never leaves a folder that
+looks complete but is not.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from sap.recipe import ModelRecipe
+from sap.zoo.card import render_model_card
+from sap.zoo.config import (
+    CARD_FILE,
+    CONFIG_FILE,
+    DEFAULT_LICENSE,
+    WEIGHTS_FILE,
+    ModelConfig,
+    TrainingData,
+    WeightsInfo,
+)
+
+if TYPE_CHECKING:
+    from sap.backbones import SegmentationBackbone
+
+
+class ExportError(ValueError):
+    """The model and its recipe disagree, or the destination cannot be written."""
+
+
+def file_sha256(path: str | Path, chunk_bytes: int = 1 << 20) -> str:
+    """Hex sha256 of a file, read in chunks (weights can be hundreds of MB)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(chunk_bytes):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def write_folder_atomic(
+    out_dir: str | Path, writer: Callable[[Path], None], overwrite: bool = False
+) -> Path:
+    """Create folder ``out_dir`` with ``writer(tmp_dir)``, atomically.
+
+    ``writer`` fills a temporary folder next to ``out_dir`` (same file system), which is then
+    renamed to ``out_dir``. When ``overwrite`` is set, an existing folder is first moved aside
+    and deleted only after the new one is in place. On any error the temporary folder is
+    removed and ``out_dir`` is left as it was.
+
+    Raises:
+        FileExistsError: ``out_dir`` exists and ``overwrite`` is False.
+    """
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not overwrite:
+        raise FileExistsError(
+            f"{out_dir} already exists. Choose another folder, delete it, or pass overwrite=True "
+            "(--overwrite on the command line)."
+        )
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    old_dir: Path | None = None
+    try:
+        writer(tmp_dir)
+        if out_dir.exists():
+            old_dir = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
+            os.replace(out_dir, old_dir / "previous")
+        os.replace(tmp_dir, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+        if old_dir is not None and (old_dir / "previous").exists() and not out_dir.exists():
+            os.replace(old_dir / "previous", out_dir)  # put the user's folder back
+        raise
+    finally:
+        if old_dir is not None:
+            shutil.rmtree(old_dir, ignore_errors=True)
+    return out_dir
+
+
+def state_dict_for_export(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """CPU, contiguous, unshared copies of every tensor of ``model.state_dict()``.
+
+    safetensors refuses tensors that share memory (tied weights, views); cloning gives each
+    key its own storage, at the cost of storing a tied tensor twice.
+    """
+    return {
+        key: value.detach().to("cpu").contiguous().clone()
+        for key, value in model.state_dict().items()
+    }
+
+
+def check_model_matches_recipe(model: SegmentationBackbone, recipe: ModelRecipe) -> None:
+    """Raise :class:`ExportError` when ``recipe`` would rebuild a different network than ``model``."""
+    problems = []
+    if getattr(model, "name", "") and model.name != recipe.backbone:
+        problems.append(f"backbone is {model.name!r} but the recipe says {recipe.backbone!r}")
+    if model.in_channels != recipe.in_channels:
+        problems.append(
+            f"model takes {model.in_channels} channel(s) but the recipe lists {recipe.channels}"
+        )
+    if model.out_channels != recipe.num_classes:
+        problems.append(
+            f"model outputs {model.out_channels} class(es) but the recipe lists {recipe.labels}"
+        )
+    model_kwargs = getattr(model, "kwargs", None)
+    if model_kwargs:
+        differing = {
+            key: (model_kwargs.get(key), value)
+            for key, value in recipe.backbone_kwargs.items()
+            if _jsonish(model_kwargs.get(key)) != _jsonish(value)
+        }
+        if differing:
+            problems.append(f"backbone kwargs differ (model, recipe): {differing}")
+    if problems:
+        raise ExportError("Cannot export: " + "; ".join(problems) + ".")
+
+
+def save_pretrained(
+    model: SegmentationBackbone,
+    out_dir: str | Path,
+    config: ModelConfig,
+    *,
+    overwrite: bool = False,
+    load_id: str | None = None,
+) -> Path:
+    """Write ``model`` as an export folder: weights, config and model card.
+
+    Args:
+        model: the network (a :class:`sap.backbones.SegmentationBackbone`).
+        out_dir: destination folder; must not exist unless ``overwrite``.
+        config: recipe and metadata. Its ``weights`` field is filled in here (sha256, size,
+            parameter count); the caller's object is not modified.
+        overwrite: replace an existing folder (atomically).
+        load_id: identifier shown in the card's "How to load" example.
+
+    Returns:
+        ``out_dir``.
+
+    Raises:
+        ExportError: the recipe does not describe ``model``.
+        FileExistsError: ``out_dir`` exists and ``overwrite`` is False.
+    """
+    check_model_matches_recipe(model, config.recipe)
+    tensors = state_dict_for_export(model)
+    num_parameters = sum(p.numel() for p in model.parameters())
+    dtypes = sorted({str(p.dtype).removeprefix("torch.") for p in model.parameters()})
+
+    def write(folder: Path) -> None:
+        from safetensors.torch import save_file
+
+        weights_path = folder / WEIGHTS_FILE
+        save_file(
+            tensors,
+            str(weights_path),
+            metadata={"format": "pt", "sap_backbone": config.recipe.backbone},
+        )
+        final = dataclasses.replace(
+            config,
+            weights=WeightsInfo(
+                sha256=file_sha256(weights_path),
+                size_bytes=weights_path.stat().st_size,
+                num_parameters=num_parameters,
+                dtype=",".join(dtypes) or "float32",
+            ),
+        )
+        final.validate(str(folder / CONFIG_FILE))
+        (folder / CONFIG_FILE).write_text(final.to_json(), encoding="utf-8")
+        (folder / CARD_FILE).write_text(render_model_card(final, load_id=load_id), encoding="utf-8")
+
+    return write_folder_atomic(out_dir, write, overwrite=overwrite)
+
+
+def export_checkpoint(
+    checkpoint: str | Path,
+    out_dir: str | Path,
+    *,
+    name: str = "",
+    description: str = "",
+    training_data: TrainingData | Mapping[str, Any] | None = None,
+    metrics: Mapping[str, float] | None = None,
+    metrics_description: str = "",
+    license: str = DEFAULT_LICENSE,
+    overwrite: bool = False,
+) -> Path:
+    """Export a Lightning checkpoint of a ``sap`` task (``sap zoo export CKPT OUT``).
+
+    The checkpoint is read with ``torch.load(weights_only=True)`` (see
+    :func:`sap.tasks.load_task_checkpoint`); its stored model recipe becomes the recipe of the
+    export, and only the backbone (the task's ``model``) is written.
+    """
+    from sap.tasks import load_task_checkpoint
+
+    checkpoint = Path(checkpoint)
+    task = load_task_checkpoint(checkpoint)
+    if isinstance(training_data, Mapping):
+        training_data = TrainingData(**training_data)
+    config = ModelConfig(
+        recipe=task.recipe(),
+        name=name,
+        description=description,
+        training_data=training_data or TrainingData(),
+        metrics={key: float(value) for key, value in (metrics or {}).items()},
+        metrics_description=metrics_description,
+        license=license,
+        provenance={
+            "source": "lightning-checkpoint",
+            "checkpoint": checkpoint.name,
+            "sha256": file_sha256(checkpoint),
+        },
+    )
+    return save_pretrained(task.model, out_dir, config, overwrite=overwrite)
+
+
+def _jsonish(value: Any) -> Any:
+    """Normalise tuples to lists so kwargs that went through JSON compare equal."""
+    if isinstance(value, tuple | list):
+        return [_jsonish(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _jsonish(v) for k, v in value.items()}
+    return value
+
+
+__all__ = [
+    "ExportError",
+    "check_model_matches_recipe",
+    "export_checkpoint",
+    "file_sha256",
+    "save_pretrained",
+    "state_dict_for_export",
+    "write_folder_atomic",
+]

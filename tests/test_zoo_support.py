@@ -1,0 +1,55 @@
+"""Helpers shared by the ``test_zoo_*`` modules (no tests here).
+
+Kept in a ``test_zoo*`` module because the zoo's test files are the only test files the zoo
+owns; pytest puts ``tests/`` on ``sys.path``, so the others import it by name.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from sap.recipe import ModelRecipe
+from sap.zoo import ModelConfig, TrainingData, save_pretrained
+
+#: Smallest useful network: builds and runs in milliseconds on one core.
+TINY_KWARGS = {"base_channels": 4, "depth": 2, "residual": True}
+TINY_INPUT_SHAPE = (1, 2, 8, 8, 8)
+
+
+def tiny_model(out_channels: int = 10, in_channels: int = 2, seed: int = 0):
+    from sap.backbones import build_backbone
+
+    torch.manual_seed(seed)
+    return build_backbone("tiny_unet", in_channels, out_channels, **TINY_KWARGS).eval()
+
+
+def tiny_config(model, name: str = "tiny-test", task: str = "skeleton") -> ModelConfig:
+    return ModelConfig(
+        recipe=ModelRecipe(
+            backbone=model.name,
+            backbone_kwargs=dict(model.kwargs),
+            labels=ModelRecipe.default_labels(task),  # type: ignore[arg-type]
+            task=task,  # type: ignore[arg-type]
+            patch_size=(8, 8, 8),
+        ),
+        name=name,
+        description="A tiny test model.",
+        training_data=TrainingData("random weights", synthetic=True, num_cases=0),
+        metrics={"whole_skeleton_dice": 0.5},
+        metrics_description="made up for a test",
+    )
+
+
+def tiny_export(folder: Path, seed: int = 0, name: str = "tiny-test", task: str = "skeleton"):
+    """Export a tiny random model to ``folder``; return ``(model, folder)``."""
+    model = tiny_model(out_channels=10 if task == "skeleton" else 2, seed=seed)
+    save_pretrained(model, folder, tiny_config(model, name=name, task=task))
+    return model, folder
+
+
+def same_output(a: torch.nn.Module, b: torch.nn.Module, shape=TINY_INPUT_SHAPE) -> bool:
+    x = torch.rand(shape, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        return bool(torch.equal(a.eval()(x), b.eval()(x)))
