@@ -37,6 +37,8 @@ def atomic_write(path: str | Path, writer: Callable[[Path], None]) -> Path:
     )
     os.close(fd)
     tmp = Path(tmp_name)
+    # mkstemp creates 0600 files; give the result the permissions a plain open() would.
+    os.chmod(tmp, 0o666 & ~_current_umask())
     try:
         writer(tmp)
         os.replace(tmp, path)
@@ -45,6 +47,12 @@ def atomic_write(path: str | Path, writer: Callable[[Path], None]) -> Path:
             tmp.unlink()
         raise
     return path
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_text_atomic(path: str | Path, text: str) -> Path:
