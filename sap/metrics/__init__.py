@@ -1,0 +1,96 @@
+"""sap.metrics: the SAP paper's clinical evaluation, exact and fast on whole-body volumes.
+
+Three ways in:
+
+- Lightning / torchmetrics: :class:`LesionDetection`, :class:`LesionFROC`,
+  :class:`SkeletonDice` (DDP-safe states).
+- Python on arrays: :func:`evaluate_exams` (one call, summary dict), :class:`Evaluation`
+  (exam by exam, tables + summary), :func:`evaluate_exam`, :func:`exam_froc`,
+  :func:`froc_curve`, :func:`tune_threshold`, :func:`dice`, :func:`surface_dice`,
+  :func:`skeleton_dice`, :func:`icc_2_1`; statistics in :mod:`sap.metrics.stats`.
+- Command line: ``sap evaluate`` (:mod:`sap.cli.evaluate`).
+
+Conventions stated once (details in each module): spacings are in mm in *array-axis
+order*; connected components use 26-connectivity unless told; a reference lesion is
+detected when any predicted component overlaps it; the "large" subset is lesions (and
+false-positive components) of at least 1 mL; NSD is the boundary-voxel variant (MONAI
+default) with a 2 mm tolerance; FROC-AUC is not normalised (limits 15 and 4 FP per exam).
+"""
+
+from __future__ import annotations
+
+from sap.metrics.components import (
+    CONNECTIVITIES,
+    DEFAULT_CONNECTIVITY,
+    label_components,
+    spacing_from_affine,
+)
+from sap.metrics.detection import (
+    DetectionSettings,
+    ExamResult,
+    LesionRecord,
+    evaluate_exam,
+    f_beta,
+    precision,
+    sensitivity,
+)
+from sap.metrics.evaluation import (
+    BootstrapSettings,
+    Evaluation,
+    evaluate_exams,
+    headline_metrics,
+)
+from sap.metrics.froc import ExamFROC, FROCCurve, exam_froc, froc_auc, froc_curve
+from sap.metrics.overlap import NSD_VARIANTS, dice, surface_dice
+from sap.metrics.skeleton import skeleton_dice
+from sap.metrics.threshold import ThresholdTuning, tune_threshold
+from sap.metrics.volume import icc_2_1, volume_icc
+
+# The torchmetrics classes load torch and torchmetrics (seconds); array users and the CLI's
+# --help should not pay for that, so they are imported on first use.
+_LAZY = {
+    name: "sap.metrics.torch_metrics" for name in ("LesionDetection", "LesionFROC", "SkeletonDice")
+}
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'sap.metrics' has no attribute {name!r}")
+
+
+__all__ = [
+    "CONNECTIVITIES",
+    "DEFAULT_CONNECTIVITY",
+    "NSD_VARIANTS",
+    "BootstrapSettings",
+    "DetectionSettings",
+    "Evaluation",
+    "ExamFROC",
+    "ExamResult",
+    "FROCCurve",
+    "LesionDetection",
+    "LesionFROC",
+    "LesionRecord",
+    "SkeletonDice",
+    "ThresholdTuning",
+    "dice",
+    "evaluate_exam",
+    "evaluate_exams",
+    "exam_froc",
+    "f_beta",
+    "froc_auc",
+    "froc_curve",
+    "headline_metrics",
+    "icc_2_1",
+    "label_components",
+    "precision",
+    "sensitivity",
+    "skeleton_dice",
+    "spacing_from_affine",
+    "surface_dice",
+    "tune_threshold",
+    "volume_icc",
+]

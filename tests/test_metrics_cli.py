@@ -1,0 +1,224 @@
+"""`sap evaluate` on folders of NIfTI files: outputs, tuning, comparison and clear errors."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from sap.cli.evaluate import add_parser
+
+AFFINE = np.diag([1.5, 1.5, 2.0, 1.0])
+
+
+def run_cli(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="sap")
+    add_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["evaluate", *argv])
+    return args.func(args)
+
+
+def save(path, array, affine=AFFINE):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nib.save(nib.Nifti1Image(np.asarray(array), affine), str(path))
+
+
+def lesions(shape=(16, 16, 12)):
+    """Two lesions: a 4x4x4 cube (0.288 mL) and a 2x2x2 cube."""
+    ref = np.zeros(shape, np.uint8)
+    ref[2:6, 2:6, 2:6] = 1
+    ref[10:12, 10:12, 8:10] = 1
+    return ref
+
+
+@pytest.fixture
+def study(tmp_path):
+    """References for 3 cases + 1 healthy; binary predictions in both layouts; probabilities."""
+    ref = lesions()
+    for case in ("case_a", "case_b", "case_c"):
+        save(tmp_path / "ref" / case / "lesion.nii.gz", ref)
+    (tmp_path / "ref" / "healthy_000").mkdir()
+    found_first = np.zeros_like(ref)
+    found_first[2:6, 2:6, 2:6] = 1  # detects lesion 1 perfectly, misses lesion 2
+    fp = found_first.copy()
+    fp[12:14, 2:4, 2:4] = 1  # plus a false positive
+    save(tmp_path / "pred" / "case_a.nii.gz", found_first)
+    save(tmp_path / "pred" / "case_b" / "lesion.nii.gz", ref)
+    save(tmp_path / "pred" / "case_c.nii.gz", fp)
+    for case, scale in (("case_a", 0.9), ("case_b", 0.7), ("case_c", 0.5)):
+        prob = np.where(ref > 0, scale, 0.0).astype(np.float32)
+        prob[12:14, 2:4, 2:4] = 0.6
+        save(tmp_path / "prob" / case / "lesion_probability.nii.gz", prob)
+        save(tmp_path / "tune" / f"{case}.nii.gz", prob)
+    return tmp_path
+
+
+def read_csv(path):
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_evaluate_binary_predictions_writes_tables_summary_and_plots(study, capsys):
+    out = study / "out"
+    rc = run_cli(
+        [
+            "--pred",
+            str(study / "pred"),
+            "--ref",
+            str(study / "ref"),
+            "--out",
+            str(out),
+            "--bootstrap",
+            "50",
+            "--no-progress",
+        ]
+    )
+    assert rc == 0
+    assert {p.name for p in out.iterdir()} >= {
+        "per_lesion.csv",
+        "per_exam.csv",
+        "false_positives.csv",
+        "summary.json",
+        "detection_by_volume.png",
+    }
+    lesion_rows = read_csv(out / "per_lesion.csv")
+    assert len(lesion_rows) == 6
+    first = next(r for r in lesion_rows if r["case_id"] == "case_a" and r["lesion_id"] == "1")
+    assert float(first["volume_ml"]) == pytest.approx(64 * 4.5 / 1000)
+    assert (
+        first["detected"] == "True" and float(first["dice"]) == 1.0 and float(first["nsd"]) == 1.0
+    )
+    assert float(first["centroid_mm_x"]) == pytest.approx(3.5 * 1.5)  # scanner mm from the affine
+    missed = next(r for r in lesion_rows if r["case_id"] == "case_a" and r["lesion_id"] == "2")
+    assert missed["detected"] == "False" and missed["dice"] == ""
+    exams = {r["case_id"]: r for r in read_csv(out / "per_exam.csv")}
+    assert set(exams) == {"case_a", "case_b", "case_c"}
+    assert (float(exams["case_c"]["tp"]), float(exams["case_c"]["fp"])) == (1.0, 1.0)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["skipped_cases"] == ["healthy_000"] and summary["prediction"] == "binary"
+    assert summary["metrics"]["sensitivity"]["median"] == 0.5
+    assert summary["metrics"]["sensitivity"]["pooled"] == pytest.approx(4 / 6)
+    assert summary["metrics"]["fp_per_exam"]["pooled"] == pytest.approx(1 / 3)
+    assert summary["settings"]["connectivity"] == 26 and "froc" not in summary
+    printed = capsys.readouterr().out
+    assert "sensitivity, all lesions" in printed and "0.50" in printed
+
+
+def test_evaluate_probabilities_with_a_tuned_threshold(study):
+    out = study / "out_prob"
+    argv = ["--pred", str(study / "prob"), "--ref", str(study / "ref"), "--out", str(out), "--prob"]
+    argv += ["--tune-on", str(study / "tune"), "--bootstrap", "0", "--no-plots", "--no-progress"]
+    assert run_cli(argv) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    tuning = summary["threshold_tuning"]
+    # Lesions peak at 0.9 / 0.7 / 0.5, the false positive at 0.6 in every case: the best
+    # mean F2 keeps all lesions (threshold <= 0.5), mid-way between 0.5 and min_prob.
+    assert tuning["threshold"] == pytest.approx((0.5 + 0.01) / 2)
+    assert summary["settings"]["threshold"] == pytest.approx(tuning["threshold"])
+    assert summary["metrics"]["sensitivity"]["median"] == 1.0
+    assert summary["froc"]["auc"] > 0 and summary["froc"]["max_fp_per_exam"] == 15
+    assert (out / "threshold_tuning.csv").read_text().startswith("threshold,")
+
+
+def test_compare_prints_the_paper_table_with_p_values(study, capsys):
+    for name, pred in (("model_a", "pred"), ("model_b", "prob")):
+        argv = [
+            "--pred",
+            str(study / pred),
+            "--ref",
+            str(study / "ref"),
+            "--out",
+            str(study / name),
+        ]
+        argv += ["--bootstrap", "0", "--no-plots", "--no-progress"]
+        if pred == "prob":
+            argv += ["--prob", "--threshold", "0.65"]
+        assert run_cli(argv) == 0
+    capsys.readouterr()
+    rc = run_cli(
+        [
+            "compare",
+            str(study / "model_a" / "summary.json"),
+            str(study / "model_b" / "summary.json"),
+            "--out",
+            str(study / "cmp"),
+        ]
+    )
+    assert rc == 0
+    table = capsys.readouterr().out
+    assert "| metric | model_a | model_b | p model_b vs model_a (Bonferroni) |" in table
+    assert "Dice, detected lesions" in table and "ICC(2,1)" in table
+    rows = json.loads((study / "cmp" / "comparison.json").read_text())
+    sensitivity = next(r for r in rows if r["metric"] == "sensitivity")
+    assert 0 <= sensitivity["p_model_b_bonferroni"] <= 1
+
+
+def test_missing_prediction_names_the_case(study, capsys):
+    (study / "pred" / "case_a.nii.gz").unlink()
+    rc = run_cli(
+        ["--pred", str(study / "pred"), "--ref", str(study / "ref"), "--out", str(study / "o")]
+    )
+    assert rc == 1
+    assert "case_a" in capsys.readouterr().err
+
+
+def test_grid_mismatch_names_the_case(study, capsys):
+    shifted = AFFINE.copy()
+    shifted[0, 3] = 3.0  # two voxels off
+    save(study / "pred" / "case_a.nii.gz", lesions(), shifted)
+    rc = run_cli(
+        [
+            "--pred",
+            str(study / "pred"),
+            "--ref",
+            str(study / "ref"),
+            "--out",
+            str(study / "o"),
+            "--no-progress",
+        ]
+    )
+    assert rc == 1
+    err = capsys.readouterr().err
+    assert "case_a" in err and "different affines" in err
+
+
+def test_probability_maps_need_the_prob_flag(study, capsys):
+    save(study / "pred" / "case_a.nii.gz", lesions() * np.float32(0.7))
+    rc = run_cli(
+        [
+            "--pred",
+            str(study / "pred"),
+            "--ref",
+            str(study / "ref"),
+            "--out",
+            str(study / "o"),
+            "--no-progress",
+        ]
+    )
+    assert rc == 1
+    assert "--prob" in capsys.readouterr().err
+
+
+def test_required_options_are_reported(capsys):
+    assert run_cli(["--pred", "x"]) == 2
+    assert "--ref, --out required" in capsys.readouterr().err
+
+
+def test_healthy_cases_can_be_scored_as_lesion_free_exams(study):
+    fp_only = np.zeros((16, 16, 12), np.uint8)
+    fp_only[1:3, 1:3, 1:3] = 1
+    save(study / "pred" / "healthy_000.nii.gz", fp_only)
+    out = study / "out_healthy"
+    argv = ["--pred", str(study / "pred"), "--ref", str(study / "ref"), "--out", str(out)]
+    assert (
+        run_cli([*argv, "--healthy-as-empty", "--bootstrap", "0", "--no-plots", "--no-progress"])
+        == 0
+    )
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["n_exams"] == 4 and summary["skipped_cases"] == []
+    healthy = summary["per_exam"]["healthy_000"]
+    assert healthy["fp_per_exam"] == 1.0 and healthy["sensitivity"] is None
