@@ -101,7 +101,7 @@ def _evaluate(module: Any, cases: list[Any], threshold: float) -> dict[str, Any]
 
     from sap.data.cases import case_to_subject
     from sap.data.preprocess import preprocessing, stack_channels
-    from sap.metrics import evaluate_exams
+    from sap.metrics import evaluate_exams, headline_metrics
 
     transform = preprocessing(channels=module.channels, spacing_mm=module.spacing_mm)
     predictions, references, spacings = [], [], []
@@ -114,13 +114,20 @@ def _evaluate(module: Any, cases: list[Any], threshold: float) -> dict[str, Any]
             predictions.append(probability >= threshold)
             references.append(subject["lesion"].data[0].numpy() > 0)
             spacings.append(tuple(float(s) for s in subject["lesion"].spacing))
-    return evaluate_exams(predictions, references, spacings)
+    summary = evaluate_exams(predictions, references, spacings, case_ids=[case.case_id for case in cases])
+    return {"headline": headline_metrics(summary), "summary": summary}
 
 
 def run_demo(
-    out_dir: str | Path, settings: DemoSettings | None = None, progress: bool = True
+    out_dir: str | Path,
+    settings: DemoSettings | None = None,
+    progress: bool = True,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
-    """Run the miniature SAP study and return (and write) its summary."""
+    """Run the miniature SAP study and return (and write) its summary.
+
+    ``overwrite`` lets a rerun replace the phantom cohort of an earlier run in ``out_dir``.
+    """
     import lightning as L
 
     from sap.data.cases import discover_cases
@@ -141,6 +148,7 @@ def run_demo(
         healthy=settings.healthy,
         metastatic=0,
         seed=settings.seed,
+        overwrite=overwrite,
         **settings.phantom_kwargs,
     )
     generate_cohort(
@@ -148,6 +156,7 @@ def run_demo(
         healthy=0,
         metastatic=settings.metastatic_train,
         seed=settings.seed + 1,
+        overwrite=overwrite,
         **settings.phantom_kwargs,
     )
     generate_cohort(
@@ -155,6 +164,7 @@ def run_demo(
         healthy=0,
         metastatic=settings.metastatic_test,
         seed=settings.seed + 2,
+        overwrite=overwrite,
         **settings.phantom_kwargs,
     )
     timings["phantom_s"] = time.perf_counter() - start
@@ -238,7 +248,7 @@ def run_demo(
         },
     }
     write_text_atomic(out / "summary.json", json.dumps(summary, indent=2, default=_json_default))
-    print(format_table(results))
+    print(format_table({arm: result["headline"] for arm, result in results.items()}))
     print(f"[sap demo] summary written to {out / 'summary.json'}")
     return summary
 
@@ -256,10 +266,10 @@ TABLE_ROWS: tuple[tuple[str, str], ...] = (
     ("sensitivity, all lesions", "sensitivity"),
     ("precision", "precision"),
     ("FP per exam", "fp_per_exam"),
-    ("F2", "f2"),
+    ("F2", "f_beta"),
     ("Dice, detected lesions", "dice_detected"),
     ("NSD, detected lesions", "nsd_detected"),
-    ("per-patient mean Dice", "patient_mean_dice"),
+    ("per-patient mean Dice", "mean_lesion_dice"),
     ("global Dice", "global_dice"),
 )
 

@@ -53,5 +53,5 @@ def run(args: argparse.Namespace) -> int:
         settings.skeleton_epochs = args.skeleton_epochs
     if args.lesion_epochs is not None:
         settings.lesion_epochs = args.lesion_epochs
-    run_demo(out, settings, progress=not args.no_progress)
+    run_demo(out, settings, progress=not args.no_progress, overwrite=args.overwrite)
     return 0
