@@ -104,17 +104,25 @@ def _evaluate(module: Any, cases: list[Any], threshold: float) -> dict[str, Any]
     from sap.metrics import evaluate_exams, headline_metrics
 
     transform = preprocessing(channels=module.channels, spacing_mm=module.spacing_mm)
-    predictions, references, spacings = [], [], []
+    predictions, probabilities, references, spacings = [], [], [], []
     module.eval()
     with torch.no_grad():
         for case in cases:
             subject = transform(case_to_subject(case))
             image = stack_channels(subject, module.channels).unsqueeze(0).float()
             probability = module.predict_volume(image)[0, 1].numpy()
+            probabilities.append(probability)
             predictions.append(probability >= threshold)
             references.append(subject["lesion"].data[0].numpy() > 0)
             spacings.append(tuple(float(s) for s in subject["lesion"].spacing))
-    summary = evaluate_exams(predictions, references, spacings, case_ids=[case.case_id for case in cases])
+    summary = evaluate_exams(
+        predictions,
+        references,
+        spacings,
+        case_ids=[case.case_id for case in cases],
+        prob_maps=probabilities,
+        threshold=threshold,
+    )
     return {"headline": headline_metrics(summary), "summary": summary}
 
 
@@ -271,6 +279,7 @@ TABLE_ROWS: tuple[tuple[str, str], ...] = (
     ("NSD, detected lesions", "nsd_detected"),
     ("per-patient mean Dice", "mean_lesion_dice"),
     ("global Dice", "global_dice"),
+    ("FROC-AUC (to 15 FP/exam)", "froc_auc"),
 )
 
 

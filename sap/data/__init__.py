@@ -15,8 +15,6 @@ import importlib
 from typing import Any
 
 # name -> module (relative to this package) that defines it.
-# NOTE for the lead: the phantom/samplers/datamodules entries follow CONTRACT.md; adjust them
-# to what those modules finally export.
 _EXPORTS: dict[str, str] = {
     # cases
     "Case": "cases",
@@ -39,9 +37,11 @@ _EXPORTS: dict[str, str] = {
     "preprocessing": "preprocess",
     "stack_channels": "preprocess",
     # phantom
+    "generate_case": "phantom",
     "generate_cohort": "phantom",
     # samplers
     "InstanceBalancedSampler": "samplers",
+    "skeleton_sampler": "samplers",
     # datamodules
     "LesionDataModule": "datamodules",
     "SkeletonDataModule": "datamodules",

@@ -98,6 +98,16 @@ class LesionFinetuning(SegmentationTask):
         self.detection_threshold = float(detection_threshold)
         self.transfer_report: TransferReport | None = None
         self.save_hyperparameters()
+        from sap.metrics import LesionDetection
+
+        # One metric object per stage: its state accumulates exams over the epoch and is
+        # synchronised across DDP ranks by torchmetrics before compute().
+        self.detection = torch.nn.ModuleDict(
+            {
+                stage: LesionDetection(threshold=self.detection_threshold)
+                for stage in ("val", "test")
+            }
+        )
 
     def learning_rates(self) -> dict[str, float]:
         return {"encoder": self.lr_encoder, "decoder": self.lr_decoder, "head": self.lr_head}
@@ -124,6 +134,43 @@ class LesionFinetuning(SegmentationTask):
             # the transferred (and since trained) weights.
             return
         self.initialise_from(self.init)
+
+    #: Detection metrics logged after each validation / test epoch (paper, "Evaluation").
+    LOGGED_DETECTION_METRICS: tuple[str, ...] = (
+        "sensitivity",
+        "precision",
+        "fp_per_exam",
+        "f_beta",
+        "dice_detected",
+        "global_dice",
+    )
+
+    def _on_volume_evaluated(
+        self, stage: str, probabilities: torch.Tensor, label: torch.Tensor, batch: dict[str, Any]
+    ) -> None:
+        from sap.metrics import spacing_from_affine
+
+        spacing = spacing_from_affine(batch["affine"][0]) if "affine" in batch else None
+        self.detection[stage].update(
+            probabilities[:, 1].detach().cpu(), label.detach().cpu(), spacing
+        )
+
+    def _log_detection(self, stage: str) -> None:
+        metric = self.detection[stage]
+        if not metric.update_called:
+            return
+        values = metric.compute()
+        for name in self.LOGGED_DETECTION_METRICS:
+            value = float(values[name])
+            if value == value:  # NaN (e.g. no lesion in the validation cases) is not logged
+                self.log(f"{stage}/lesion_{name}", value, rank_zero_only=True)
+        metric.reset()
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_detection("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_detection("test")
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_save_checkpoint(checkpoint)
