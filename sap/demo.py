@@ -188,6 +188,7 @@ def run_demo(
         samples_per_volume=settings.skeleton_samples_per_volume,
         val_fraction=0.0,
         seed=settings.seed,
+        cache_subjects=True,
     )
     skeleton = AnatomicalPretraining(
         backbone=settings.backbone,
@@ -221,6 +222,7 @@ def run_demo(
             negative_ratio=settings.negative_ratio,
             val_fraction=0.0,
             seed=settings.seed,
+            cache_subjects=True,
         )
         lesion = LesionFinetuning(
             init=init,

@@ -343,3 +343,44 @@ def test_skeleton_module_trains_on_every_phantom_case(phantom: Path) -> None:
     centres = torch.cat([b["label"][:, 8, 8, 8] for b in batches])
     assert len(centres) == 30
     assert 0.2 < (centres > 0).float().mean() < 0.8  # background_probability 0.5
+
+
+# ---- in-memory cache --------------------------------------------------------------------
+
+
+def test_cached_subjects_are_preprocessed_once_and_give_the_same_epochs(
+    cohort: Path, monkeypatch
+) -> None:
+    from sap.data import datamodules
+
+    calls: list[str] = []
+    real_preprocessing = datamodules.preprocessing
+
+    def counting_preprocessing(*args, **kwargs):
+        transform = real_preprocessing(*args, **kwargs)
+
+        def apply(subject):
+            calls.append(str(subject["case_id"]))
+            return transform(subject)
+
+        return apply
+
+    monkeypatch.setattr(datamodules, "preprocessing", counting_preprocessing)
+
+    queue = lesion_module(cohort, cache_subjects=True).make_train_queue()
+    epochs = [Counter(str(p["case_id"]) for p in queue) for _ in range(3)]
+    train_cases = len([c for c in LESIONS if c != "p07" and LESIONS[c] > 0])
+    assert len(calls) == train_cases, "each training volume is preprocessed once over 3 epochs"
+    plain = lesion_module(cohort).make_train_queue()
+    assert epochs == [Counter(str(p["case_id"]) for p in plain)] * 3
+
+    cached_dataset, plain_dataset = queue.subjects_dataset, plain.subjects_dataset
+    for index in range(len(plain_dataset)):
+        cached_subject, plain_subject = cached_dataset[index], plain_dataset[index]
+        for name in ("T1", "b1000", "lesion"):
+            assert torch.equal(cached_subject[name].data, plain_subject[name].data), name
+
+
+def test_cache_with_loader_workers_is_refused(cohort: Path) -> None:
+    with pytest.raises(ValueError, match="num_workers=0"):
+        lesion_module(cohort, cache_subjects=True, num_workers=2)

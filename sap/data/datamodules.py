@@ -30,6 +30,7 @@ being loaded (``num_workers`` processes load and augment whole volumes in the ba
 
 from __future__ import annotations
 
+import copy
 import difflib
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -248,6 +249,38 @@ def distributed_context(
             f"need num_replicas >= 1 and 0 <= rank < num_replicas, got {num_replicas=}, {rank=}."
         )
     return int(num_replicas), int(rank)
+
+
+class CachedSubjectsDataset(Dataset):
+    """Subjects preprocessed once, kept in memory, then randomly transformed on every access.
+
+    Preprocessing (reorientation, resampling, percentile normalisation) is deterministic and
+    the costly part of loading a volume; augmentation is random and cheap. Caching the
+    first halves the work of every epoch after the first when the cohort fits in memory.
+
+    Args:
+        subjects: lazily loaded subjects (e.g. from :func:`sap.data.cases.case_to_subject`).
+        preprocess: deterministic transform applied once per subject.
+        transform: random transform applied to a copy at every access.
+    """
+
+    def __init__(
+        self, subjects: Sequence[tio.Subject], preprocess: tio.Transform, transform: tio.Transform
+    ) -> None:
+        self._subjects = list(subjects)
+        self._preprocess = preprocess
+        self._transform = transform
+        self._cache: dict[int, tio.Subject] = {}
+
+    def __len__(self) -> int:
+        return len(self._subjects)
+
+    def __getitem__(self, index: int) -> tio.Subject:
+        if index not in self._cache:
+            subject = self._preprocess(copy.deepcopy(self._subjects[index]))
+            subject.load()
+            self._cache[index] = subject
+        return self._transform(copy.deepcopy(self._cache[index]))
 
 
 class PatchQueue(IterableDataset):
@@ -475,6 +508,7 @@ class _SegmentationDataModule(L.LightningDataModule):
         bias_field_p: float,
         noise_p: float,
         validate_inputs: bool,
+        cache_subjects: bool = False,
     ) -> None:
         super().__init__()
         self.data_dir = str(data_dir)
@@ -512,6 +546,12 @@ class _SegmentationDataModule(L.LightningDataModule):
             "noise_p": noise_p,
         }
         self.validate_inputs = validate_inputs
+        self.cache_subjects = bool(cache_subjects)
+        if self.cache_subjects and self.num_workers > 0:
+            raise ValueError(
+                "cache_subjects=True needs num_workers=0: each loader worker would keep its "
+                "own cache for one epoch only. Use one or the other."
+            )
         self.layout = CaseLayout(channels=tuple(self.channels))
         self.train_cases: list[Case] | None = None
         self.validation_cases: list[Case] | None = None
@@ -596,7 +636,11 @@ class _SegmentationDataModule(L.LightningDataModule):
 
     def train_transform(self) -> tio.Transform:
         """Preprocessing, augmentation (if ``augment``), then padding to the patch size."""
-        parts = [self._preprocessing()]
+        return tio.Compose([self._preprocessing(), self._train_tail_transform()])
+
+    def _train_tail_transform(self) -> tio.Transform:
+        """What follows preprocessing in training: the random part, redone every epoch."""
+        parts: list[tio.Transform] = []
         if self.augment:
             parts.append(augmentation(**self.augmentation_kwargs))
         # After augmentation: a rotation can swap axes, and a patch must fit either way.
@@ -622,9 +666,13 @@ class _SegmentationDataModule(L.LightningDataModule):
         if self.train_cases is None or self.patch_counts is None:
             self.setup("fit")
         assert self.train_cases is not None and self.patch_counts is not None
-        dataset = tio.SubjectsDataset(
-            self._subjects(self.train_cases), transform=self.train_transform()
-        )
+        subjects = self._subjects(self.train_cases)
+        if self.cache_subjects:
+            dataset: Dataset = CachedSubjectsDataset(
+                subjects, self._preprocessing(), self._train_tail_transform()
+            )
+        else:
+            dataset = tio.SubjectsDataset(subjects, transform=self.train_transform())
         return PatchQueue(
             dataset,
             self._patch_sampler(),
@@ -703,6 +751,10 @@ class SkeletonDataModule(_SegmentationDataModule):
         flip_p, rot90_p, intensity_p, intensity_range, bias_field_p, noise_p: see
             :func:`sap.data.preprocess.augmentation`.
         validate_inputs: check every file (readable, finite, label values, grids) first.
+        cache_subjects: keep each preprocessed training volume in memory after its first
+            epoch, so later epochs only augment and sample (like MONAI's CacheDataset).
+            Worth it when the cohort fits in RAM and ``num_workers`` is 0; with workers
+            each process would hold its own copy for one epoch only, so it is refused.
     """
 
     label_name = "skeleton"
@@ -732,6 +784,7 @@ class SkeletonDataModule(_SegmentationDataModule):
         bias_field_p: float = 0.0,
         noise_p: float = 0.0,
         validate_inputs: bool = True,
+        cache_subjects: bool = False,
     ) -> None:
         super().__init__(
             data_dir=data_dir,
@@ -754,6 +807,7 @@ class SkeletonDataModule(_SegmentationDataModule):
             bias_field_p=bias_field_p,
             noise_p=noise_p,
             validate_inputs=validate_inputs,
+            cache_subjects=cache_subjects,
         )
         if samples_per_volume < 1:
             raise ValueError(f"samples_per_volume must be >= 1, got {samples_per_volume}.")
@@ -809,6 +863,10 @@ class LesionDataModule(_SegmentationDataModule):
         flip_p, rot90_p, intensity_p, intensity_range, bias_field_p, noise_p: see
             :func:`sap.data.preprocess.augmentation`.
         validate_inputs: check every file (readable, finite, label values, grids) first.
+        cache_subjects: keep each preprocessed training volume in memory after its first
+            epoch, so later epochs only augment and sample (like MONAI's CacheDataset).
+            Worth it when the cohort fits in RAM and ``num_workers`` is 0; with workers
+            each process would hold its own copy for one epoch only, so it is refused.
     """
 
     label_name = "lesion"
@@ -840,6 +898,7 @@ class LesionDataModule(_SegmentationDataModule):
         bias_field_p: float = 0.0,
         noise_p: float = 0.0,
         validate_inputs: bool = True,
+        cache_subjects: bool = False,
     ) -> None:
         super().__init__(
             data_dir=data_dir,
@@ -862,6 +921,7 @@ class LesionDataModule(_SegmentationDataModule):
             bias_field_p=bias_field_p,
             noise_p=noise_p,
             validate_inputs=validate_inputs,
+            cache_subjects=cache_subjects,
         )
         self.sampler = InstanceBalancedSampler(
             self.patch_size,
