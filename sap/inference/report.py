@@ -1,0 +1,361 @@
+"""The lesion table a reader gets for each scan: one row per lesion, totals per case.
+
+Each lesion (a 26-connected component of the final lesion mask, numbered by decreasing
+volume) gets its volume, where it is (centroid in scanner mm, bounding box in voxels of the
+input T1), how sure the model is (max / mean probability) and in which bone it lies: the
+skeleton region it overlaps most, or ``"outside skeleton"`` when it touches no predicted
+bone. Lesions of 1 mL or more are flagged: that is the MET-RADS-P size for a measurable
+lesion (about a 12 mm sphere), and the paper reports detection for them separately.
+
+Coordinates: ``centroid_mm`` is in the RAS+ scanner space of the NIfTI affine (x grows
+towards the patient's right, y towards anterior, z towards the head). DICOM viewers show
+LPS: negate x and y to compare.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import ndimage
+
+from sap.inference.postprocess import connected_components
+from sap.io import atomic_write, write_text_atomic
+
+OUTSIDE_SKELETON = "outside skeleton"
+MEASURABLE_VOLUME_ML = 1.0
+
+CSV_COLUMNS = (
+    "case_id",
+    "lesion_id",
+    "voxel_count",
+    "volume_ml",
+    "centroid_x_mm",
+    "centroid_y_mm",
+    "centroid_z_mm",
+    "bbox_min_i",
+    "bbox_min_j",
+    "bbox_min_k",
+    "bbox_max_i",
+    "bbox_max_j",
+    "bbox_max_k",
+    "max_probability",
+    "mean_probability",
+    "bone_region",
+    "bone_overlap_fraction",
+    "at_least_1ml",
+)
+
+
+@dataclass
+class LesionRecord:
+    """One lesion of a case.
+
+    Attributes:
+        lesion_id: 1 for the largest lesion, 2 for the next, ...
+        voxel_count: voxels of the input T1 grid in the lesion.
+        volume_ml: ``voxel_count`` x voxel volume (mm³) / 1000.
+        centroid_mm: centre of mass in RAS+ scanner coordinates (mm).
+        bbox_min_voxel, bbox_max_voxel: inclusive voxel index bounds in the T1 grid.
+        max_probability, mean_probability: lesion probability inside the lesion (``None``
+            when no probability map was given).
+        bone_region: skeleton region with the most lesion voxels, or ``"outside skeleton"``
+            (``None`` when no skeleton prediction was given).
+        bone_overlap_fraction: fraction of the lesion's voxels inside that region.
+        at_least_1ml: ``volume_ml >= 1``.
+    """
+
+    lesion_id: int
+    voxel_count: int
+    volume_ml: float
+    centroid_mm: tuple[float, float, float]
+    bbox_min_voxel: tuple[int, int, int]
+    bbox_max_voxel: tuple[int, int, int]
+    max_probability: float | None
+    mean_probability: float | None
+    bone_region: str | None
+    bone_overlap_fraction: float | None
+    at_least_1ml: bool
+
+    def to_row(self, case_id: str) -> dict[str, Any]:
+        """A flat dict with the keys of :data:`CSV_COLUMNS`."""
+        return {
+            "case_id": case_id,
+            "lesion_id": self.lesion_id,
+            "voxel_count": self.voxel_count,
+            "volume_ml": self.volume_ml,
+            "centroid_x_mm": self.centroid_mm[0],
+            "centroid_y_mm": self.centroid_mm[1],
+            "centroid_z_mm": self.centroid_mm[2],
+            "bbox_min_i": self.bbox_min_voxel[0],
+            "bbox_min_j": self.bbox_min_voxel[1],
+            "bbox_min_k": self.bbox_min_voxel[2],
+            "bbox_max_i": self.bbox_max_voxel[0],
+            "bbox_max_j": self.bbox_max_voxel[1],
+            "bbox_max_k": self.bbox_max_voxel[2],
+            "max_probability": self.max_probability,
+            "mean_probability": self.mean_probability,
+            "bone_region": self.bone_region,
+            "bone_overlap_fraction": self.bone_overlap_fraction,
+            "at_least_1ml": self.at_least_1ml,
+        }
+
+
+@dataclass
+class LesionReport:
+    """All lesions of one case and their totals.
+
+    Attributes:
+        case_id: the case.
+        voxel_volume_ml: volume of one T1 voxel in mL.
+        lesions: the lesions, largest first.
+        metadata: anything worth keeping with the numbers (models, threshold, ...).
+    """
+
+    case_id: str
+    voxel_volume_ml: float
+    lesions: list[LesionRecord]
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def lesion_count(self) -> int:
+        return len(self.lesions)
+
+    @property
+    def total_volume_ml(self) -> float:
+        return float(sum(lesion.volume_ml for lesion in self.lesions))
+
+    @property
+    def count_at_least_1ml(self) -> int:
+        return sum(lesion.at_least_1ml for lesion in self.lesions)
+
+    def totals(self) -> dict[str, Any]:
+        """Per-case summary: lesion count, total volume, count of lesions >= 1 mL."""
+        return {
+            "case_id": self.case_id,
+            "lesion_count": self.lesion_count,
+            "total_volume_ml": self.total_volume_ml,
+            "count_at_least_1ml": self.count_at_least_1ml,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict: totals, metadata and the lesion list."""
+        return {
+            **self.totals(),
+            "voxel_volume_ml": self.voxel_volume_ml,
+            "coordinates": "centroid_mm in RAS+ scanner mm of the NIfTI affine (DICOM LPS: negate x, y); "
+            "bounding boxes in voxel indices of the input T1, inclusive",
+            "metadata": self.metadata,
+            "lesions": [asdict(lesion) for lesion in self.lesions],
+        }
+
+    def csv_text(self) -> str:
+        """The lesion table as CSV text (header only when there is no lesion)."""
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        for lesion in self.lesions:
+            writer.writerow(lesion.to_row(self.case_id))
+        return buffer.getvalue()
+
+    def write_csv(self, path: str | Path) -> Path:
+        """Write the lesion table atomically."""
+        return write_text_atomic(path, self.csv_text())
+
+    def write_json(self, path: str | Path) -> Path:
+        """Write :meth:`to_dict` atomically."""
+        return write_text_atomic(path, json.dumps(self.to_dict(), indent=2) + "\n")
+
+
+def voxel_volume_ml(affine: np.ndarray) -> float:
+    """Volume of one voxel in mL: ``|det(affine[:3, :3])|`` mm³ / 1000."""
+    return float(abs(np.linalg.det(np.asarray(affine, np.float64)[:3, :3])) / 1000.0)
+
+
+def build_lesion_report(
+    case_id: str,
+    lesion_mask: np.ndarray,
+    affine: np.ndarray,
+    *,
+    probability: np.ndarray | None = None,
+    skeleton: np.ndarray | None = None,
+    skeleton_labels: Sequence[str] | None = None,
+    connectivity: int = 26,
+    metadata: Mapping[str, Any] | None = None,
+) -> LesionReport:
+    """Measure every lesion of a case on the input T1 grid.
+
+    Args:
+        case_id: name of the case.
+        lesion_mask: 3D binary lesion mask on the T1 grid.
+        affine: the T1's voxel-to-scanner matrix (RAS+, mm).
+        probability: lesion probability map on the same grid, or ``None``.
+        skeleton: skeleton label map on the same grid (0 = background), or ``None``.
+        skeleton_labels: names of the skeleton classes, index 0 background.
+        connectivity: 26 or 6, for what counts as one lesion.
+        metadata: extra facts stored in the JSON.
+
+    Returns:
+        A :class:`LesionReport` with lesions numbered by decreasing volume.
+    """
+    affine = np.asarray(affine, np.float64)
+    mask = np.asarray(lesion_mask) != 0
+    for name, other in (("probability", probability), ("skeleton", skeleton)):
+        if other is not None and other.shape != mask.shape:
+            raise ValueError(
+                f"Case '{case_id}': {name} map has shape {other.shape} but the lesion mask has "
+                f"{mask.shape}; both must be on the input T1 grid."
+            )
+    if skeleton is not None and skeleton_labels is None:
+        raise ValueError("skeleton_labels (class names) are needed with a skeleton map.")
+    unit_ml = voxel_volume_ml(affine)
+    components, count = connected_components(mask, connectivity)
+    lesions: list[LesionRecord] = []
+    if count:
+        index = np.arange(1, count + 1)
+        sizes = np.bincount(components.ravel(), minlength=count + 1)[1:]
+        centres = ndimage.center_of_mass(mask, components, index)
+        boxes = ndimage.find_objects(components)
+        if probability is not None:
+            prob = np.asarray(probability)
+            maxima = ndimage.maximum(prob, components, index)
+            means = ndimage.mean(prob, components, index)
+        for rank, c in enumerate(np.argsort(-sizes, kind="stable"), start=1):
+            box = boxes[c]
+            inside = components[box] == c + 1
+            region, fraction = None, None
+            if skeleton is not None:
+                votes = np.bincount(
+                    np.asarray(skeleton[box])[inside].astype(np.int64),
+                    minlength=len(skeleton_labels),
+                )
+                bone_votes = votes[1:]
+                if bone_votes.sum() == 0:
+                    region, fraction = OUTSIDE_SKELETON, 0.0
+                else:
+                    best = int(np.argmax(bone_votes)) + 1
+                    region = (
+                        str(skeleton_labels[best]) if best < len(skeleton_labels) else str(best)
+                    )
+                    fraction = float(bone_votes[best - 1] / sizes[c])
+            centroid = affine[:3, :3] @ np.asarray(centres[c], np.float64) + affine[:3, 3]
+            volume_ml = float(sizes[c]) * unit_ml
+            lesions.append(
+                LesionRecord(
+                    lesion_id=rank,
+                    voxel_count=int(sizes[c]),
+                    volume_ml=volume_ml,
+                    centroid_mm=tuple(round(float(v), 3) for v in centroid),
+                    bbox_min_voxel=tuple(int(s.start) for s in box),
+                    bbox_max_voxel=tuple(int(s.stop) - 1 for s in box),
+                    max_probability=None if probability is None else float(maxima[c]),
+                    mean_probability=None if probability is None else float(means[c]),
+                    bone_region=region,
+                    bone_overlap_fraction=fraction,
+                    at_least_1ml=volume_ml >= MEASURABLE_VOLUME_ML,
+                )
+            )
+    return LesionReport(case_id, unit_ml, lesions, dict(metadata or {}))
+
+
+def write_cohort_summary(reports: Sequence[LesionReport], path: str | Path) -> Path:
+    """One CSV row of totals per case (count, total volume, count >= 1 mL)."""
+    buffer = io.StringIO()
+    columns = ("case_id", "lesion_count", "total_volume_ml", "count_at_least_1ml")
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for report in reports:
+        writer.writerow(report.totals())
+    return write_text_atomic(path, buffer.getvalue())
+
+
+def render_overview(
+    path: str | Path,
+    b1000: np.ndarray,
+    affine: np.ndarray,
+    *,
+    lesion_mask: np.ndarray | None = None,
+    skeleton: np.ndarray | None = None,
+    title: str = "",
+) -> Path:
+    """Save a coronal maximum-intensity projection of b1000 with lesions and bones on top.
+
+    The arrays are on the T1 grid; they are turned to the closest RAS orientation (flips and
+    transposes only) and projected along anterior-posterior. Shown in radiological
+    convention: the patient's right on the left of the picture, head at the top. Bones are
+    coloured by region (blue to yellow), lesions red.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+    import nibabel as nib
+    from matplotlib.colors import ListedColormap
+
+    affine = np.asarray(affine, np.float64)
+    transform = nib.orientations.io_orientation(affine)
+
+    def coronal_max(volume: np.ndarray) -> np.ndarray:
+        ras = nib.orientations.apply_orientation(volume, transform)
+        mip = ras.max(axis=1)  # [x: left->right, z: inferior->superior]
+        return mip[::-1, ::-1].T  # rows head->feet, columns patient right->left
+
+    spacing = np.linalg.norm(affine[:3, :3], axis=0)
+    ras_spacing = spacing[np.argsort(transform[:, 0])]
+    image = coronal_max(np.asarray(b1000, np.float32))
+    low, high = np.percentile(image, (1, 99.5)) if image.size else (0.0, 1.0)
+    figure, axis = plt.subplots(figsize=(4, 8), dpi=100)
+    axis.imshow(
+        image,
+        cmap="gray",
+        vmin=low,
+        vmax=max(high, low + 1e-6),
+        aspect=ras_spacing[2] / ras_spacing[0],
+    )
+    if skeleton is not None:
+        bones = coronal_max(np.asarray(skeleton)).astype(np.float32)
+        axis.imshow(
+            np.ma.masked_equal(bones, 0),
+            cmap="viridis",  # no red in it: red is for lesions
+            vmin=1,
+            vmax=max(float(bones.max()), 2.0),
+            alpha=0.4,
+            aspect=ras_spacing[2] / ras_spacing[0],
+            interpolation="nearest",
+        )
+    if lesion_mask is not None:
+        lesions = coronal_max((np.asarray(lesion_mask) != 0).astype(np.uint8)).astype(np.float32)
+        axis.imshow(
+            np.ma.masked_equal(lesions, 0),
+            cmap=ListedColormap(["red"]),
+            alpha=0.9,
+            aspect=ras_spacing[2] / ras_spacing[0],
+            interpolation="nearest",
+        )
+    axis.set_axis_off()
+    if title:
+        axis.set_title(title, fontsize=9)
+    figure.tight_layout()
+    try:
+        return atomic_write(path, lambda tmp: figure.savefig(tmp, format="png"))
+    finally:
+        plt.close(figure)
+
+
+__all__ = [
+    "CSV_COLUMNS",
+    "MEASURABLE_VOLUME_ML",
+    "OUTSIDE_SKELETON",
+    "LesionRecord",
+    "LesionReport",
+    "build_lesion_report",
+    "render_overview",
+    "voxel_volume_ml",
+    "write_cohort_summary",
+]

@@ -1,0 +1,269 @@
+"""Sliding-window prediction over a whole-body volume in bounded memory.
+
+A whole-body scan is about 400 x 300 x 1100 voxels. The usual aggregators keep one float32
+accumulator per class for the whole volume plus a weight map: MONAI's
+``sliding_window_inference`` holds ``(classes + 1) x 4`` bytes per voxel (5.8 GB for the
+10-class skeleton model), TorchIO's ``GridAggregator`` in ``hann`` / ``average`` mode even
+``2 x classes x 4`` bytes (its weight map has one channel per class) and its ``GridSampler``
+pads a copy of the whole input. Neither meets a memory bound, so we write the minimum here.
+
+How: windows are laid on the same grid as MONAI (start ``i * step``, the last window flush
+with the border, ``step = int(patch * (1 - overlap))``) and visited row by row along the axis
+with the most rows (the head-feet axis of a whole-body scan). A float32 accumulator one patch
+thick travels with the rows; as soon as no later window can touch a slab of voxels, that slab
+is normalised by its summed blending weight and written to the compact outputs (``uint8``
+labels, ``float16`` probabilities of the classes asked for). Memory is then
+``(classes + 1) x 4 x patch x plane`` for the accumulator plus 1-2 bytes per voxel for the
+outputs, independent of the scan's length; the result equals full-volume aggregation.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+PredictFn = Callable[[torch.Tensor], torch.Tensor]
+"""Maps a float32 batch ``[B, C, *patch]`` to class probabilities ``[B, K, *patch]``."""
+
+BLENDING_MODES = ("gaussian", "hann", "constant")
+
+
+@dataclass
+class SlidingWindowResult:
+    """Compact outputs of :func:`sliding_window_predict`, on the input's grid.
+
+    Attributes:
+        labels: ``uint8`` arg-max class per voxel, or ``None`` when not requested.
+        probabilities: ``float16`` array ``[len(kept_classes), *spatial]`` of blended class
+            probabilities (may have zero length).
+        kept_classes: class indices stored in ``probabilities``, in order.
+        num_windows: how many windows the model saw (without test-time augmentation).
+    """
+
+    labels: np.ndarray | None
+    probabilities: np.ndarray
+    kept_classes: tuple[int, ...]
+    num_windows: int
+
+
+def window_starts(size: int, patch: int, overlap: float) -> list[int]:
+    """Start indices of the windows along one axis.
+
+    The grid is MONAI's, so results can be compared window for window: starts are multiples
+    of ``step = int(patch * (1 - overlap))`` (at least 1) and the last window ends at the border.
+    An axis shorter than the patch gets one window centred on it (negative start: the part
+    outside the image reads as zeros, like MONAI's constant padding).
+
+    >>> window_starts(10, 4, 0.5)
+    [0, 2, 4, 6]
+    >>> window_starts(3, 4, 0.5)
+    [0]
+    >>> window_starts(2, 5, 0.5)
+    [-1]
+    """
+    if size < patch:
+        return [-((patch - size) // 2)]
+    if size == patch:
+        return [0]
+    step = max(int(patch * (1.0 - overlap)), 1)
+    count = math.ceil((size - patch) / step) + 1
+    return [min(i * step, size - patch) for i in range(count)]
+
+
+def blending_weights(
+    patch_size: Sequence[int], mode: str = "gaussian", sigma_scale: float = 0.125
+) -> torch.Tensor:
+    """Per-voxel weight of a window's prediction: high in the centre, low near its edges.
+
+    Window borders see little context, so their predictions count less. ``gaussian`` uses
+    ``sigma = sigma_scale * patch`` per axis (as nnU-Net and MONAI, and numerically MONAI's
+    map, so both aggregators can be compared), clamped below at 1e-3 so no voxel gets zero
+    weight; ``hann`` is a raised cosine without its zero end points;
+    ``constant`` averages all windows equally.
+
+    Returns:
+        float32 tensor of shape ``patch_size``.
+    """
+    if mode not in BLENDING_MODES:
+        raise ValueError(f"Unknown blending mode {mode!r}; choose one of {list(BLENDING_MODES)}.")
+    weights = torch.ones((), dtype=torch.float64)
+    for size in patch_size:
+        if mode == "gaussian":
+            x = torch.arange(size, dtype=torch.float64) - (size - 1) / 2.0
+            profile = torch.exp(-(x**2) / (2.0 * (sigma_scale * size) ** 2))
+        elif mode == "hann":
+            profile = torch.hann_window(size + 2, periodic=False, dtype=torch.float64)[1:-1]
+        else:
+            profile = torch.ones(size, dtype=torch.float64)
+        weights = weights.unsqueeze(-1) * profile
+    return weights.clamp_min(max(float(weights.min()), 1e-3)).to(torch.float32)
+
+
+def _window_slices(
+    start: Sequence[int], patch: Sequence[int], shape: Sequence[int]
+) -> tuple[tuple[slice, ...], tuple[slice, ...]]:
+    """Slices of the image covered by a window, and the matching slices inside the window."""
+    image, inside = [], []
+    for s, p, n in zip(start, patch, shape):
+        lo, hi = max(s, 0), min(s + p, n)
+        image.append(slice(lo, hi))
+        inside.append(slice(lo - s, hi - s))
+    return tuple(image), tuple(inside)
+
+
+def sliding_window_predict(
+    image: torch.Tensor,
+    predict_fn: PredictFn,
+    patch_size: Sequence[int],
+    num_classes: int,
+    *,
+    overlap: float = 0.5,
+    blending: str = "gaussian",
+    batch_size: int = 4,
+    device: str | torch.device = "cpu",
+    keep_probabilities: Sequence[int] = (),
+    return_labels: bool = True,
+    slab_axis: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> SlidingWindowResult:
+    """Predict a whole volume window by window, aggregating in bounded memory.
+
+    Args:
+        image: ``[C, *spatial]`` tensor on the CPU (3 spatial axes); any float dtype, windows
+            are cast to float32.
+        predict_fn: maps ``[B, C, *patch_size]`` float32 on ``device`` to class
+            probabilities ``[B, num_classes, *patch_size]`` (apply softmax inside).
+        patch_size: window size in voxels, one per spatial axis.
+        num_classes: number of output classes of ``predict_fn``.
+        overlap: fraction of a window shared with its neighbour, in ``[0, 1)``.
+        blending: ``"gaussian"``, ``"hann"`` or ``"constant"`` (see :func:`blending_weights`).
+        batch_size: windows per forward pass.
+        device: where the model runs and the one-patch-thick accumulator lives.
+        keep_probabilities: class indices whose probability maps are returned (float16).
+        return_labels: whether to return the arg-max label map (uint8).
+        slab_axis: spatial axis the accumulator travels along; default: the one with the
+            most window rows (ties: the last, head-feet in RAS).
+        progress: called with the number of windows just finished.
+
+    Returns:
+        A :class:`SlidingWindowResult` on the grid of ``image``.
+    """
+    if image.ndim != 4:
+        raise ValueError(f"Expected an image [C, X, Y, Z], got shape {tuple(image.shape)}.")
+    if not 0.0 <= overlap < 1.0:
+        raise ValueError(f"overlap must be in [0, 1), got {overlap}.")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
+    if num_classes > 255 and return_labels:
+        raise ValueError("uint8 labels hold at most 255 classes.")
+    patch = tuple(int(p) for p in patch_size)
+    shape = tuple(int(n) for n in image.shape[1:])
+    if len(patch) != 3:
+        raise ValueError(f"patch_size needs 3 values, got {patch_size}.")
+    kept = tuple(int(k) for k in keep_probabilities)
+    if any(not 0 <= k < num_classes for k in kept):
+        raise ValueError(f"keep_probabilities {kept} outside 0..{num_classes - 1}.")
+    device = torch.device(device)
+
+    starts = [window_starts(n, p, overlap) for n, p in zip(shape, patch)]
+    if slab_axis is None:
+        slab_axis = max(range(3), key=lambda a: (len(starts[a]), a))
+    others = [a for a in range(3) if a != slab_axis]
+    thickness = patch[slab_axis]
+
+    # Every voxel is written exactly once by emit(), so no zero fill is needed.
+    labels = torch.empty(shape, dtype=torch.uint8) if return_labels else None
+    probabilities = torch.empty((len(kept), *shape), dtype=torch.float16)
+    weights = blending_weights(patch, blending).to(device)
+    # The accumulator covers [row_start, row_start + thickness) along the slab axis and the
+    # whole image along the other two.
+    acc_shape = list(shape)
+    acc_shape[slab_axis] = thickness
+    acc = torch.zeros((num_classes, *acc_shape), dtype=torch.float32, device=device)
+    weight_sum = torch.zeros(acc_shape, dtype=torch.float32, device=device)
+
+    def along(axis: int, sl: slice, rest: slice = slice(None)) -> tuple[slice, ...]:
+        return tuple(sl if a == axis else rest for a in range(3))
+
+    def emit(row_start: int, count: int) -> None:
+        """Normalise the first ``count`` accumulator slices and store the valid part."""
+        lo, hi = max(row_start, 0), min(row_start + count, shape[slab_axis])
+        if hi <= lo:
+            return
+        local = along(slab_axis, slice(lo - row_start, hi - row_start))
+        probs = acc[(slice(None), *local)] / weight_sum[local]
+        target = along(slab_axis, slice(lo, hi))
+        if labels is not None:
+            labels[target] = probs.argmax(0).to(torch.uint8).cpu()
+        for i, k in enumerate(kept):
+            probabilities[(i, *target)] = probs[k].to(torch.float16).cpu()
+
+    # One host buffer for the windows of a batch, reused: no page faults per batch.
+    window_buffer = torch.empty((batch_size, image.shape[0], *patch), dtype=torch.float32)
+    row_starts = starts[slab_axis]
+    grid = [(a, b) for a in starts[others[0]] for b in starts[others[1]]]
+    num_windows = 0
+    for r, row_start in enumerate(row_starts):
+        for first in range(0, len(grid), batch_size):
+            chunk = grid[first : first + batch_size]
+            batch = window_buffer[: len(chunk)]
+            placements = []
+            for b, (s0, s1) in enumerate(chunk):
+                start = [0, 0, 0]
+                start[slab_axis], start[others[0]], start[others[1]] = row_start, s0, s1
+                image_sl, inside_sl = _window_slices(start, patch, shape)
+                if any(sl.stop - sl.start < p for sl, p in zip(inside_sl, patch)):
+                    batch[b] = 0  # the window reaches outside the image: zeros there, as MONAI
+                batch[(b, slice(None), *inside_sl)] = image[(slice(None), *image_sl)]
+                acc_sl = list(image_sl)
+                acc_sl[slab_axis] = inside_sl[slab_axis]
+                placements.append((tuple(acc_sl), inside_sl))
+            out = predict_fn(batch.to(device, non_blocking=True))
+            if out.shape[:2] != (len(chunk), num_classes) or tuple(out.shape[2:]) != patch:
+                raise ValueError(
+                    f"The model returned shape {tuple(out.shape)} for windows of "
+                    f"{(len(chunk), image.shape[0], *patch)}; expected "
+                    f"{(len(chunk), num_classes, *patch)}."
+                )
+            out = out.to(torch.float32)
+            for b, (acc_sl, inside_sl) in enumerate(placements):
+                w = weights[inside_sl]
+                acc[(slice(None), *acc_sl)].addcmul_(out[(b, slice(None), *inside_sl)], w)
+                weight_sum[acc_sl] += w
+            num_windows += len(chunk)
+            if progress is not None:
+                progress(len(chunk))
+        if r + 1 < len(row_starts):
+            shift = row_starts[r + 1] - row_start
+            emit(row_start, shift)
+            keep = thickness - shift
+            if keep > 0:
+                head, tail = along(slab_axis, slice(0, keep)), along(slab_axis, slice(shift, None))
+                acc[(slice(None), *head)] = acc[(slice(None), *tail)].clone()
+                weight_sum[head] = weight_sum[tail].clone()
+            rest = along(slab_axis, slice(max(keep, 0), None))
+            acc[(slice(None), *rest)] = 0
+            weight_sum[rest] = 0
+        else:
+            emit(row_start, thickness)
+
+    return SlidingWindowResult(
+        labels=None if labels is None else labels.numpy(),
+        probabilities=probabilities.numpy(),
+        kept_classes=kept,
+        num_windows=num_windows,
+    )
+
+
+__all__ = [
+    "BLENDING_MODES",
+    "PredictFn",
+    "SlidingWindowResult",
+    "blending_weights",
+    "sliding_window_predict",
+    "window_starts",
+]
