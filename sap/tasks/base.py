@@ -81,6 +81,11 @@ class SegmentationTask(L.LightningModule):
         sw_batch_size: windows per forward pass in validation.
         lambda_dice: weight of the Dice term of the loss.
         lambda_ce: weight of the cross-entropy term of the loss.
+        batch_dice: compute the Dice term over the whole batch instead of per patch. With
+            instance-balanced sampling half the patches hold no lesion; a per-patch Dice
+            punishes any lesion probability there with a loss of ~1, which pushes small
+            models to predict nothing. Batch Dice (as nnU-Net uses) avoids that. The paper's
+            MONAI default is per patch (``False``).
     """
 
     task_name: TaskName = "skeleton"
@@ -101,6 +106,7 @@ class SegmentationTask(L.LightningModule):
         sw_batch_size: int,
         lambda_dice: float,
         lambda_ce: float,
+        batch_dice: bool = False,
     ) -> None:
         super().__init__()
         if len(labels) < 2:
@@ -142,6 +148,7 @@ class SegmentationTask(L.LightningModule):
             softmax=True,
             lambda_dice=lambda_dice,
             lambda_ce=lambda_ce,
+            batch=batch_dice,
         )
 
     # ------------------------------------------------------------------ recipe

@@ -48,6 +48,8 @@ class LesionFinetuning(SegmentationTask):
         sw_batch_size: windows per forward pass in validation.
         lambda_dice: Dice weight of the loss.
         lambda_ce: cross-entropy weight of the loss.
+        batch_dice: Dice over the whole batch instead of per patch (see
+            :class:`~sap.tasks.base.SegmentationTask`).
         detection_threshold: lesion probability above which a voxel counts as lesion in the
             validation detection metrics.
     """
@@ -71,6 +73,7 @@ class LesionFinetuning(SegmentationTask):
         sw_batch_size: int = 2,
         lambda_dice: float = 1.0,
         lambda_ce: float = 1.0,
+        batch_dice: bool = False,
         detection_threshold: float = 0.5,
     ) -> None:
         super().__init__(
@@ -88,6 +91,7 @@ class LesionFinetuning(SegmentationTask):
             sw_batch_size=sw_batch_size,
             lambda_dice=lambda_dice,
             lambda_ce=lambda_ce,
+            batch_dice=batch_dice,
         )
         if init != "scratch" and not str(init).strip():
             raise ValueError("init must be 'scratch' or the path of a skeleton model")

@@ -31,6 +31,8 @@ class AnatomicalPretraining(SegmentationTask):
         sw_batch_size: windows per forward pass in validation.
         lambda_dice: Dice weight of the loss.
         lambda_ce: cross-entropy weight of the loss.
+        batch_dice: Dice over the whole batch instead of per patch (see
+            :class:`~sap.tasks.base.SegmentationTask`).
     """
 
     def __init__(
@@ -49,6 +51,7 @@ class AnatomicalPretraining(SegmentationTask):
         sw_batch_size: int = 2,
         lambda_dice: float = 1.0,
         lambda_ce: float = 1.0,
+        batch_dice: bool = False,
     ) -> None:
         super().__init__(
             backbone=backbone,
@@ -65,6 +68,7 @@ class AnatomicalPretraining(SegmentationTask):
             sw_batch_size=sw_batch_size,
             lambda_dice=lambda_dice,
             lambda_ce=lambda_ce,
+            batch_dice=batch_dice,
         )
         self.lr = float(lr)
         self.save_hyperparameters()
