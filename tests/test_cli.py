@@ -193,3 +193,20 @@ def test_sap_demo_quick_end_to_end(tmp_path: Path) -> None:
     for name in ("skeleton", "lesion_sap", "lesion_scratch"):
         assert (out / name / "checkpoints" / "last.ckpt").is_file()
         assert (out / name / "config.yaml").is_file()
+
+
+def test_wandb_sweep_overrides_are_valid_cli_options(capsys: pytest.CaptureFixture[str]) -> None:
+    """Every parameter a packaged sweep varies must be an option 'sap fit' accepts."""
+    sweep = yaml.safe_load(
+        (config_path("lesion-cpu-small").parent / "sweeps" / "lesion-lr.yaml").read_text()
+    )
+    overrides = [
+        f"--{name}={spec.get('min', (spec.get('values') or [None])[0])}"
+        for name, spec in sweep["parameters"].items()
+    ]
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--config", "lesion-cpu-small", *overrides, "--print_config"])
+    assert exit_info.value.code == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["model"]["init_args"]["lr_encoder"] == pytest.approx(1e-6)
+    assert printed["data"]["init_args"]["negative_ratio"] == pytest.approx(0.5)
