@@ -74,6 +74,7 @@ class Settings:
     negative_ratio: float = 1.0
     threshold: float = 0.5
     batch_dice: bool = True
+    skeleton_ce_background_weight: float = 0.05
 
 
 def quick_settings() -> Settings:
@@ -171,25 +172,9 @@ def eval_seed(settings: Settings, kind: str) -> int:
 
 
 def _trainer(work: Path, name: str, epochs: int) -> Any:
-    import lightning as L
-    from lightning.pytorch.callbacks import ModelCheckpoint
-    from lightning.pytorch.loggers import CSVLogger
+    from sap.demo import cpu_trainer
 
-    return L.Trainer(
-        max_epochs=epochs,
-        accelerator="cpu",
-        devices=1,
-        default_root_dir=str(work),
-        logger=CSVLogger(str(work), name=name, version=""),
-        callbacks=[
-            ModelCheckpoint(dirpath=str(work / name / "checkpoints"), save_last=True, save_top_k=0)
-        ],
-        limit_val_batches=0,
-        num_sanity_val_steps=0,
-        enable_progress_bar=sys.stderr.isatty(),
-        enable_model_summary=False,
-        log_every_n_steps=5,
-    )
+    return cpu_trainer(work, epochs, name, progress=sys.stderr.isatty())
 
 
 def train_skeleton(work: Path, settings: Settings) -> Path:
@@ -225,6 +210,7 @@ def train_skeleton(work: Path, settings: Settings) -> Path:
         lr=settings.skeleton_lr,
         warmup_epochs=1,
         batch_dice=settings.batch_dice,
+        ce_background_weight=settings.skeleton_ce_background_weight,
     )
     _trainer(work, "skeleton", settings.skeleton_epochs).fit(module, datamodule=data)
     return work / "skeleton" / "checkpoints" / "last.ckpt"

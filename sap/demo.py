@@ -54,11 +54,17 @@ class DemoSettings:
     sw_overlap: float = 0.25
     sw_batch_size: int = 16
     batch_dice: bool = True
+    skeleton_ce_background_weight: float = 0.05
     threshold: float = 0.5
     phantom_kwargs: dict[str, Any] = field(default_factory=dict)
 
 
-def _trainer(out_dir: Path, max_epochs: int, name: str, progress: bool) -> Any:
+def cpu_trainer(out_dir: Path, max_epochs: int, name: str, progress: bool) -> Any:
+    """A single-CPU Trainer writing CSV logs and ``<out_dir>/<name>/checkpoints/last.ckpt``.
+
+    Shared by the demo and the script that trains the bundled zoo models, so both record
+    their runs the same way. No validation loop: both evaluate on held-out cases after fitting.
+    """
     import lightning as L
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger
@@ -207,8 +213,9 @@ def run_demo(
         sw_overlap=settings.sw_overlap,
         sw_batch_size=settings.sw_batch_size,
         batch_dice=settings.batch_dice,
+        ce_background_weight=settings.skeleton_ce_background_weight,
     )
-    trainer = _trainer(out, settings.skeleton_epochs, "skeleton", progress)
+    trainer = cpu_trainer(out, settings.skeleton_epochs, "skeleton", progress)
     print("[sap demo] stage 1/3: skeleton pretraining on healthy phantoms")
     trainer.fit(skeleton, datamodule=skeleton_data)
     skeleton_ckpt = out / "skeleton" / "checkpoints" / "last.ckpt"
@@ -251,7 +258,7 @@ def run_demo(
         print(
             f"[sap demo] stage {2 if arm == 'sap' else 3}/3: lesion fine-tuning, {arm} initialisation"
         )
-        trainer = _trainer(out, settings.lesion_epochs, f"lesion_{arm}", progress)
+        trainer = cpu_trainer(out, settings.lesion_epochs, f"lesion_{arm}", progress)
         trainer.fit(lesion, datamodule=lesion_data)
         _write_config(
             out / f"lesion_{arm}" / "config.yaml", lesion, lesion_data, settings.lesion_epochs

@@ -86,6 +86,10 @@ class SegmentationTask(L.LightningModule):
             punishes any lesion probability there with a loss of ~1, which pushes small
             models to predict nothing. Batch Dice (as nnU-Net uses) avoids that. The paper's
             MONAI default is per patch (``False``).
+        ce_background_weight: weight of the background class in the cross-entropy term
+            (others 1). Bone is ~1-2 % of a whole-body patch; with weight 1 a small network
+            first learns "everything is background" and stays there for a long time. A low
+            weight (e.g. 0.05) lets it find the bones within a CPU budget. Paper: 1.
     """
 
     task_name: TaskName = "skeleton"
@@ -107,6 +111,7 @@ class SegmentationTask(L.LightningModule):
         lambda_dice: float,
         lambda_ce: float,
         batch_dice: bool = False,
+        ce_background_weight: float = 1.0,
     ) -> None:
         super().__init__()
         if len(labels) < 2:
@@ -149,7 +154,18 @@ class SegmentationTask(L.LightningModule):
             lambda_dice=lambda_dice,
             lambda_ce=lambda_ce,
             batch=batch_dice,
+            weight=self._ce_weights(len(self.labels), ce_background_weight),
         )
+
+    @staticmethod
+    def _ce_weights(num_classes: int, background_weight: float) -> torch.Tensor | None:
+        if background_weight <= 0:
+            raise ValueError(f"ce_background_weight must be positive, got {background_weight}")
+        if background_weight == 1.0:
+            return None
+        weights = torch.ones(num_classes)
+        weights[0] = background_weight
+        return weights
 
     # ------------------------------------------------------------------ recipe
     def recipe(self) -> ModelRecipe:

@@ -50,6 +50,8 @@ class LesionFinetuning(SegmentationTask):
         lambda_ce: cross-entropy weight of the loss.
         batch_dice: Dice over the whole batch instead of per patch (see
             :class:`~sap.tasks.base.SegmentationTask`).
+        ce_background_weight: cross-entropy weight of the background class (see
+            :class:`~sap.tasks.base.SegmentationTask`; paper: 1).
         detection_threshold: lesion probability above which a voxel counts as lesion in the
             validation detection metrics.
     """
@@ -74,6 +76,7 @@ class LesionFinetuning(SegmentationTask):
         lambda_dice: float = 1.0,
         lambda_ce: float = 1.0,
         batch_dice: bool = False,
+        ce_background_weight: float = 1.0,
         detection_threshold: float = 0.5,
     ) -> None:
         super().__init__(
@@ -92,6 +95,7 @@ class LesionFinetuning(SegmentationTask):
             lambda_dice=lambda_dice,
             lambda_ce=lambda_ce,
             batch_dice=batch_dice,
+            ce_background_weight=ce_background_weight,
         )
         if init != "scratch" and not str(init).strip():
             raise ValueError("init must be 'scratch' or the path of a skeleton model")

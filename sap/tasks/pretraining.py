@@ -33,6 +33,8 @@ class AnatomicalPretraining(SegmentationTask):
         lambda_ce: cross-entropy weight of the loss.
         batch_dice: Dice over the whole batch instead of per patch (see
             :class:`~sap.tasks.base.SegmentationTask`).
+        ce_background_weight: cross-entropy weight of the background class (see
+            :class:`~sap.tasks.base.SegmentationTask`; paper: 1).
     """
 
     def __init__(
@@ -52,6 +54,7 @@ class AnatomicalPretraining(SegmentationTask):
         lambda_dice: float = 1.0,
         lambda_ce: float = 1.0,
         batch_dice: bool = False,
+        ce_background_weight: float = 1.0,
     ) -> None:
         super().__init__(
             backbone=backbone,
@@ -69,6 +72,7 @@ class AnatomicalPretraining(SegmentationTask):
             lambda_dice=lambda_dice,
             lambda_ce=lambda_ce,
             batch_dice=batch_dice,
+            ce_background_weight=ce_background_weight,
         )
         self.lr = float(lr)
         self.save_hyperparameters()
