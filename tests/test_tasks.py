@@ -249,9 +249,14 @@ def test_validation_slides_over_whole_volumes_and_logs_dice(tmp_path: Path) -> N
 
 
 def test_background_weight_reaches_the_cross_entropy_and_rejects_nonsense() -> None:
-    module = AnatomicalPretraining(backbone="tiny_unet", patch_size=PATCH, ce_background_weight=0.05)
+    module = AnatomicalPretraining(
+        backbone="tiny_unet", patch_size=PATCH, ce_background_weight=0.05
+    )
     weight = module.loss_fn.cross_entropy.weight
     assert weight is not None and weight[0] == pytest.approx(0.05) and torch.all(weight[1:] == 1)
-    assert AnatomicalPretraining(backbone="tiny_unet", patch_size=PATCH).loss_fn.cross_entropy.weight is None
+    assert (
+        AnatomicalPretraining(backbone="tiny_unet", patch_size=PATCH).loss_fn.cross_entropy.weight
+        is None
+    )
     with pytest.raises(ValueError, match="ce_background_weight"):
         AnatomicalPretraining(backbone="tiny_unet", patch_size=PATCH, ce_background_weight=0.0)
