@@ -123,7 +123,7 @@ def test_fit_skeleton_then_sap_finetune_then_validate(cohort: Path, tmp_path: Pa
 
     metrics_file = next(lesion_dir.rglob("metrics.csv"), None)
     if metrics_file is not None:  # CSV logger present: validation logged the detection metrics
-        header = metrics_file.read_text().splitlines()[0]
+        header = metrics_file.read_text(encoding="utf-8").splitlines()[0]
         assert "val/dice_foreground" in header
 
     main(
@@ -183,7 +183,7 @@ def test_sap_demo_quick_end_to_end(tmp_path: Path) -> None:
         timeout=900,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    summary = json.loads((out / "summary.json").read_text())
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
     assert set(summary["results"]) == {"sap", "scratch"}
     for arm in ("sap", "scratch"):
         headline = summary["results"][arm]["headline"]
@@ -198,7 +198,9 @@ def test_sap_demo_quick_end_to_end(tmp_path: Path) -> None:
 def test_wandb_sweep_overrides_are_valid_cli_options(capsys: pytest.CaptureFixture[str]) -> None:
     """Every parameter a packaged sweep varies must be an option 'sap fit' accepts."""
     sweep = yaml.safe_load(
-        (config_path("lesion-cpu-small").parent / "sweeps" / "lesion-lr.yaml").read_text()
+        (config_path("lesion-cpu-small").parent / "sweeps" / "lesion-lr.yaml").read_text(
+            encoding="utf-8"
+        )
     )
     overrides = [
         f"--{name}={spec.get('min', (spec.get('values') or [None])[0])}"

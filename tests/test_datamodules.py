@@ -307,7 +307,7 @@ def test_mixed_cohort_needs_an_explicit_choice_for_cases_without_lesions(phantom
 def test_phantom_lesions_each_get_one_patch(phantom: Path) -> None:
     import json
 
-    cohort = json.loads((phantom / "cohort.json").read_text())
+    cohort = json.loads((phantom / "cohort.json").read_text(encoding="utf-8"))
     # The phantom never lets lesions touch, so its lesion count is the component count.
     expected = {
         c["case_id"]: c["lesion_count"] for c in cohort["cases"] if c["kind"] == "metastatic"

@@ -84,7 +84,7 @@ def test_predict_writes_maps_on_the_input_grid_reports_and_summary(
             assert image.shape == t1.shape
             np.testing.assert_allclose(image.affine, t1.affine, atol=1e-5)
         lesion = np.asarray(nib.load(out / case / "lesion.nii.gz").dataobj)
-        report = json.loads((out / case / "lesions.json").read_text())
+        report = json.loads((out / case / "lesions.json").read_text(encoding="utf-8"))
         voxel_ml = abs(np.linalg.det(t1.affine[:3, :3])) / 1000
         assert report["total_volume_ml"] == pytest.approx(lesion.sum() * voxel_ml)
         assert report["metadata"]["lesion_settings"]["threshold"] == 0.3

@@ -115,7 +115,7 @@ def test_report_files_hold_rows_and_totals(constructed_case, tmp_path):
     assert tuple(rows[0]) == CSV_COLUMNS
     assert [row["bone_region"] for row in rows] == ["femurs", "pelvis", OUTSIDE_SKELETON]
     assert float(rows[1]["volume_ml"]) == pytest.approx(0.4)
-    data = json.loads((tmp_path / "lesions.json").read_text())
+    data = json.loads((tmp_path / "lesions.json").read_text(encoding="utf-8"))
     assert data["case_id"] == "case_7" and data["lesion_count"] == 3
     assert data["count_at_least_1ml"] == 1
     assert data["total_volume_ml"] == pytest.approx(1.73)

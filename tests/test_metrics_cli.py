@@ -98,7 +98,7 @@ def test_evaluate_binary_predictions_writes_tables_summary_and_plots(study, caps
     exams = {r["case_id"]: r for r in read_csv(out / "per_exam.csv")}
     assert set(exams) == {"case_a", "case_b", "case_c"}
     assert (float(exams["case_c"]["tp"]), float(exams["case_c"]["fp"])) == (1.0, 1.0)
-    summary = json.loads((out / "summary.json").read_text())
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
     assert summary["skipped_cases"] == ["healthy_000"] and summary["prediction"] == "binary"
     assert summary["metrics"]["sensitivity"]["median"] == 0.5
     assert summary["metrics"]["sensitivity"]["pooled"] == pytest.approx(4 / 6)
@@ -113,7 +113,7 @@ def test_evaluate_probabilities_with_a_tuned_threshold(study):
     argv = ["--pred", str(study / "prob"), "--ref", str(study / "ref"), "--out", str(out), "--prob"]
     argv += ["--tune-on", str(study / "tune"), "--bootstrap", "0", "--no-plots", "--no-progress"]
     assert run_cli(argv) == 0
-    summary = json.loads((out / "summary.json").read_text())
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
     tuning = summary["threshold_tuning"]
     # Lesions peak at 0.9 / 0.7 / 0.5, the false positive at 0.6 in every case: the best
     # mean F2 keeps all lesions (threshold <= 0.5), mid-way between 0.5 and min_prob.
@@ -121,7 +121,7 @@ def test_evaluate_probabilities_with_a_tuned_threshold(study):
     assert summary["settings"]["threshold"] == pytest.approx(tuning["threshold"])
     assert summary["metrics"]["sensitivity"]["median"] == 1.0
     assert summary["froc"]["auc"] > 0 and summary["froc"]["max_fp_per_exam"] == 15
-    assert (out / "threshold_tuning.csv").read_text().startswith("threshold,")
+    assert (out / "threshold_tuning.csv").read_text(encoding="utf-8").startswith("threshold,")
 
 
 def test_compare_prints_the_paper_table_with_p_values(study, capsys):
@@ -152,7 +152,7 @@ def test_compare_prints_the_paper_table_with_p_values(study, capsys):
     table = capsys.readouterr().out
     assert "| metric | model_a | model_b | p model_b vs model_a (Bonferroni) |" in table
     assert "Dice, detected lesions" in table and "ICC(2,1)" in table
-    rows = json.loads((study / "cmp" / "comparison.json").read_text())
+    rows = json.loads((study / "cmp" / "comparison.json").read_text(encoding="utf-8"))
     sensitivity = next(r for r in rows if r["metric"] == "sensitivity")
     assert 0 <= sensitivity["p_model_b_bonferroni"] <= 1
 
@@ -218,7 +218,7 @@ def test_healthy_cases_can_be_scored_as_lesion_free_exams(study):
         run_cli([*argv, "--healthy-as-empty", "--bootstrap", "0", "--no-plots", "--no-progress"])
         == 0
     )
-    summary = json.loads((out / "summary.json").read_text())
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
     assert summary["n_exams"] == 4 and summary["skipped_cases"] == []
     healthy = summary["per_exam"]["healthy_000"]
     assert healthy["fp_per_exam"] == 1.0 and healthy["sensitivity"] is None

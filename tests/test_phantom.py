@@ -244,7 +244,7 @@ def test_cohort_files_dtypes_affines_and_cohort_json(tmp_path):
     folders = generate_cohort(tmp_path / "cohort", healthy=1, metastatic=2, seed=1, **TINY)
     assert [f.name for f in folders] == ["healthy_000", "metastatic_000", "metastatic_001"]
     assert not (folders[0] / "lesion.nii.gz").exists()
-    report = json.loads((tmp_path / "cohort" / "cohort.json").read_text())
+    report = json.loads((tmp_path / "cohort" / "cohort.json").read_text(encoding="utf-8"))
     assert report["seed"] == 1 and report["parameters"]["spacing_mm"] == [12.0, 12.0, 12.0]
     entries = {entry["case_id"]: entry for entry in report["cases"]}
     for folder in folders:
@@ -327,7 +327,7 @@ def test_cli_writes_a_cohort_with_previews_then_refuses_then_overwrites(tmp_path
     )
     assert not (out / "metastatic_000").exists()  # the old cohort's extra case is gone
     assert not (out / "healthy_000" / "preview.png").exists()  # no stale preview
-    report = json.loads((out / "cohort.json").read_text())
+    report = json.loads((out / "cohort.json").read_text(encoding="utf-8"))
     assert [entry["case_id"] for entry in report["cases"]] == ["healthy_000"]
 
 

@@ -53,7 +53,7 @@ def test_bundled_model_is_shipped_small_and_matches_its_card(name, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     model = load_pretrained(name)
     assert model.recipe.task == card.task and tuple(model.recipe.labels) == card.labels
-    readme = (card.bundled_path / "README.md").read_text()
+    readme = (card.bundled_path / "README.md").read_text(encoding="utf-8")
     assert "Trained on synthetic data" in readme and "not a medical device" in readme
 
 

@@ -24,7 +24,7 @@ from sap.zoo.export import file_sha256
 
 
 def _rewrite_config(folder: Path, change) -> None:
-    data = json.loads((folder / "config.json").read_text())
+    data = json.loads((folder / "config.json").read_text(encoding="utf-8"))
     change(data)
     (folder / "config.json").write_text(json.dumps(data))
 
@@ -41,7 +41,7 @@ def test_export_folder_holds_weights_config_and_card(tmp_path):
     assert config.weights.size_bytes == (folder / "model.safetensors").stat().st_size
     assert config.weights.num_parameters == sum(p.numel() for p in model.parameters())
     assert config.recipe.backbone_kwargs == TINY_KWARGS
-    card = (folder / "README.md").read_text()
+    card = (folder / "README.md").read_text(encoding="utf-8")
     assert card.startswith("---\nlicense: apache-2.0\n")
     for needed in (
         "not a medical device",
@@ -64,7 +64,7 @@ def test_export_round_trip_gives_identical_outputs(tmp_path):
 
 def test_config_json_round_trips_exactly(tmp_path):
     _, folder = tiny_export(tmp_path / "export")
-    data = json.loads((folder / "config.json").read_text())
+    data = json.loads((folder / "config.json").read_text(encoding="utf-8"))
     assert data["format"] == "sap-model" and data["format_version"] == 1
     assert ModelConfig.from_dict(data).to_dict() == data
 

@@ -85,7 +85,7 @@ def test_push_pull_by_revision_round_trip(hub, tmp_path):
         "config.json",
         "model.safetensors",
     ]
-    assert f'load_pretrained("hf://{REPO}")' in (snapshot / "README.md").read_text()
+    assert f'load_pretrained("hf://{REPO}")' in (snapshot / "README.md").read_text(encoding="utf-8")
     assert file_sha256(snapshot / "model.safetensors") == file_sha256(folder1 / "model.safetensors")
 
     titles = [revision.title for revision in list_revisions(REPO)]

@@ -193,4 +193,4 @@ def test_cli_list_json_and_readme(bundled_zoo, tmp_path, capsys):
     assert main(["zoo", "list", "--json", "--task", "lesion"]) == 0
     assert json.loads(capsys.readouterr().out) == []
     assert main(["zoo", "list", "--write-readme", str(tmp_path / "README.md")]) == 0
-    assert (tmp_path / "README.md").read_text().startswith("# The sap model zoo")
+    assert (tmp_path / "README.md").read_text(encoding="utf-8").startswith("# The sap model zoo")

@@ -24,5 +24,5 @@ def run(args: argparse.Namespace) -> int:
             f"sap configs {args.action}: give a config name; one of {', '.join(list_configs())}"
         )
     path = config_path(args.name)
-    print(path.read_text() if args.action == "show" else path)
+    print(path.read_text(encoding="utf-8") if args.action == "show" else path)
     return 0

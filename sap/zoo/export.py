@@ -166,7 +166,9 @@ def save_pretrained(
         save_file(
             tensors,
             str(weights_path),
-            metadata={"format": "pt", "sap_backbone": config.recipe.backbone},
+            # One key only: safetensors keeps metadata in an unordered map, so a second key
+            # would make the file bytes (and its sha256) differ between identical exports.
+            metadata={"format": "pt"},
         )
         final = dataclasses.replace(
             config,
