@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from sap.backbones import build_backbone
 from sap.labels import LESION_LABELS, SKELETON_LABELS
+from sap.metrics.skeleton import skeleton_dice
 from sap.tasks import (
     AnatomicalPretraining,
     LesionFinetuning,
@@ -20,7 +21,7 @@ from sap.tasks import (
     read_state_dict,
     transfer_encoder_decoder,
 )
-from sap.tasks.base import per_class_dice, warmup_cosine_factor
+from sap.tasks.base import warmup_cosine_factor
 
 PATCH = (16, 16, 16)
 
@@ -93,12 +94,13 @@ def test_warmup_then_cosine_schedule() -> None:
 
 
 def test_per_class_dice_marks_absent_classes_nan() -> None:
-    label = torch.tensor([0, 1, 1, 2])
-    prediction = torch.tensor([0, 1, 2, 2])
-    scores = per_class_dice(prediction, label, 4)
-    assert scores[1] == pytest.approx(2 / 3)
-    assert scores[2] == pytest.approx(2 / 3)
-    assert math.isnan(scores[3])
+    """Validation logs per-class Dice with sap.metrics; an absent class is NaN, not 0 or 1."""
+    label = torch.tensor([0, 1, 1, 2]).reshape(1, 1, 4)
+    prediction = torch.tensor([0, 1, 2, 2]).reshape(1, 1, 4)
+    scores = skeleton_dice(prediction, label, ["background", "a", "b", "c"])
+    assert scores["a"] == pytest.approx(2 / 3)
+    assert scores["b"] == pytest.approx(2 / 3)
+    assert math.isnan(scores["c"])
 
 
 @pytest.mark.parametrize("task", ["skeleton", "lesion"])

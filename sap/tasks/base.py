@@ -22,6 +22,7 @@ from monai.inferers import sliding_window_inference
 from monai.losses import DiceCELoss
 
 from sap.backbones import SegmentationBackbone, build_backbone
+from sap.metrics.skeleton import skeleton_dice
 from sap.recipe import ModelRecipe, TaskName
 
 OptimizerName = Literal["adam", "adamw"]
@@ -44,22 +45,6 @@ def warmup_cosine_factor(
     decay_steps = max(1, total_steps - warmup_steps)
     progress = min(1.0, (step - warmup_steps) / decay_steps)
     return min_factor + (1.0 - min_factor) * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-
-def per_class_dice(prediction: torch.Tensor, label: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """Dice per class for integer label maps of equal shape.
-
-    Returns a float tensor of length ``num_classes``; a class absent from both prediction and
-    label gets NaN (it says nothing about the model, so it must not count as 0 or 1).
-    """
-    scores = torch.full((num_classes,), float("nan"), dtype=torch.float64)
-    for c in range(num_classes):
-        p = prediction == c
-        t = label == c
-        denom = p.sum() + t.sum()
-        if denom > 0:
-            scores[c] = 2.0 * (p & t).sum().double() / denom.double()
-    return scores
 
 
 class SegmentationTask(L.LightningModule):
@@ -226,22 +211,29 @@ class SegmentationTask(L.LightningModule):
         probabilities = torch.softmax(logits, dim=1)
         prediction = probabilities.argmax(dim=1)
         self.log(f"{stage}/loss", loss, on_epoch=True, batch_size=1, sync_dist=True)
-        scores = per_class_dice(prediction.cpu(), label.cpu(), len(self.labels))
-        foreground = scores[1:]
-        for name, value in zip(self.labels[1:], foreground.tolist(), strict=True):
-            if not math.isnan(value):
-                self.log(f"{stage}/dice_{name}", value, on_epoch=True, batch_size=1, sync_dist=True)
-        # Binary foreground Dice: "whole skeleton" for the anatomy task, "lesion" for lesions.
-        binary = per_class_dice((prediction > 0).long().cpu(), (label > 0).long().cpu(), 2)[1]
-        if not math.isnan(float(binary)):
-            self.log(
-                f"{stage}/dice_foreground",
-                float(binary),
-                prog_bar=True,
-                on_epoch=True,
-                batch_size=1,
-                sync_dist=True,
-            )
+        # One confusion matrix per volume gives every class's Dice and the binary foreground
+        # Dice ("whole skeleton" for anatomy, "lesion" for lesions); classes absent from both
+        # prediction and reference are NaN and not logged.
+        for predicted, reference in zip(prediction.cpu(), label.cpu(), strict=True):
+            scores = skeleton_dice(predicted, reference, self.labels)
+            for name in self.labels[1:]:
+                if not math.isnan(scores[name]):
+                    self.log(
+                        f"{stage}/dice_{name}",
+                        scores[name],
+                        on_epoch=True,
+                        batch_size=1,
+                        sync_dist=True,
+                    )
+            if not math.isnan(scores["skeleton"]):
+                self.log(
+                    f"{stage}/dice_foreground",
+                    scores["skeleton"],
+                    prog_bar=True,
+                    on_epoch=True,
+                    batch_size=1,
+                    sync_dist=True,
+                )
         self._on_volume_evaluated(stage, probabilities, label, batch)
 
     def _on_volume_evaluated(
