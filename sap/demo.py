@@ -165,30 +165,22 @@ def run_demo(
 
     start = time.perf_counter()
     phantom = out / "phantom"
-    generate_cohort(
-        phantom / "anatomy",
-        healthy=settings.healthy,
-        metastatic=0,
-        seed=settings.seed,
-        overwrite=overwrite,
-        **settings.phantom_kwargs,
+    # (folder, healthy, metastatic): each cohort has its own seed, so test patients are
+    # never training patients.
+    cohorts = (
+        ("anatomy", settings.healthy, 0),
+        ("lesions_train", 0, settings.metastatic_train),
+        ("lesions_test", 0, settings.metastatic_test),
     )
-    generate_cohort(
-        phantom / "lesions_train",
-        healthy=0,
-        metastatic=settings.metastatic_train,
-        seed=settings.seed + 1,
-        overwrite=overwrite,
-        **settings.phantom_kwargs,
-    )
-    generate_cohort(
-        phantom / "lesions_test",
-        healthy=0,
-        metastatic=settings.metastatic_test,
-        seed=settings.seed + 2,
-        overwrite=overwrite,
-        **settings.phantom_kwargs,
-    )
+    for offset, (name, healthy, metastatic) in enumerate(cohorts):
+        generate_cohort(
+            phantom / name,
+            healthy=healthy,
+            metastatic=metastatic,
+            seed=settings.seed + offset,
+            overwrite=overwrite,
+            **settings.phantom_kwargs,
+        )
     timings["phantom_s"] = time.perf_counter() - start
     print(f"[sap demo] phantom cohort written to {phantom} ({timings['phantom_s']:.0f} s)")
 
