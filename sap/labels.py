@@ -34,6 +34,16 @@ DEFAULT_CHANNEL_FILES: dict[str, str] = {"T1": "T1.nii.gz", "b1000": "b1000.nii.
 DEFAULT_SKELETON_FILE = "skeleton.nii.gz"
 DEFAULT_LESION_FILE = "lesion.nii.gz"
 
+#: The one task -> class names mapping (data validation, model recipes, prediction files).
+TASK_LABELS: dict[str, tuple[str, ...]] = {"skeleton": SKELETON_LABELS, "lesion": LESION_LABELS}
+
+#: The one task -> label-map file name mapping of the case-folder layout; predictions are
+#: written under the same names so a prediction folder reads like a reference folder.
+TASK_LABEL_FILES: dict[str, str] = {
+    "skeleton": DEFAULT_SKELETON_FILE,
+    "lesion": DEFAULT_LESION_FILE,
+}
+
 __all__ = [
     "CHANNELS",
     "DEFAULT_CHANNEL_FILES",
@@ -41,4 +51,6 @@ __all__ = [
     "DEFAULT_SKELETON_FILE",
     "LESION_LABELS",
     "SKELETON_LABELS",
+    "TASK_LABELS",
+    "TASK_LABEL_FILES",
 ]

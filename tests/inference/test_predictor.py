@@ -6,7 +6,11 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from test_inference_support import (
+
+from sap.data.cases import Case
+from sap.inference import InputError, InsufficientMemoryError, OutputExistsError, Predictor
+from sap.inference.space import resample_to_grid
+from tests.helpers.inference import (
     PointwiseLesionModel,
     blob_volume,
     dwi_affine,
@@ -15,10 +19,6 @@ from test_inference_support import (
     tiny_model,
     write_case,
 )
-
-from sap.data.cases import Case
-from sap.inference import InputError, InsufficientMemoryError, OutputExistsError, Predictor
-from sap.inference.space import resample_to_grid
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ from sap.zoo import load_pretrained
 from sap.zoo.export import file_sha256
 from sap.zoo.registry import SOURCE_ZOO_DIR, ModelZoo
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 BUNDLED = ("sap-skeleton-phantom", "sap-lesion-phantom")
 #: The evaluation is deterministic (seeded phantoms, CPU inference); the slack only covers
 #: floating-point differences between machines and library versions.

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_zoo_support import TINY_KWARGS, same_output, tiny_config, tiny_export, tiny_model
 
 from sap.zoo import (
     ExportError,
@@ -21,6 +20,7 @@ from sap.zoo import (
     save_pretrained,
 )
 from sap.zoo.export import file_sha256
+from tests.helpers.zoo import TINY_KWARGS, same_output, tiny_config, tiny_export, tiny_model
 
 
 def _rewrite_config(folder: Path, change) -> None:

@@ -1,7 +1,4 @@
-"""Shared builders for the inference tests: small cases on awkward grids and tiny models.
-
-Holds no tests; imported by the ``test_inference_*`` modules.
-"""
+"""Small cases on awkward grids and tiny models with recipes, for the inference tests."""
 
 from __future__ import annotations
 

@@ -9,9 +9,9 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from test_inference_support import blob_volume, dwi_affine, oblique_lps_affine, write_case
 
 from sap.cli import main
+from tests.helpers.inference import blob_volume, dwi_affine, oblique_lps_affine, write_case
 
 
 @pytest.fixture(scope="module")
@@ -151,9 +151,8 @@ def test_an_unusable_case_is_reported_and_the_others_are_predicted(
 
 
 def test_zoo_export_folder_is_accepted_and_unknown_names_are_reported(cohort, tmp_path, capsys):
-    from test_inference_support import tiny_model
-
     from sap.zoo import ModelConfig, save_pretrained
+    from tests.helpers.inference import tiny_model
 
     model = tiny_model("lesion")
     export = save_pretrained(model, tmp_path / "lesion_export", ModelConfig(recipe=model.recipe))

@@ -9,11 +9,11 @@ import nibabel as nib
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from test_inference_support import tiny_model
 
 from sap.inference import DicomSeriesError, Predictor
 from sap.inference.dicom import find_dicom_series, load_dicom_case, read_series
 from sap.inference.pipeline import resolve_inputs
+from tests.helpers.inference import tiny_model
 
 STUDY_UID = "1.2.826.0.1.3680043.8.498.1"
 

@@ -1,8 +1,4 @@
-"""Helpers shared by the ``test_zoo_*`` modules (no tests here).
-
-Kept in a ``test_zoo*`` module because the zoo's test files are the only test files the zoo
-owns; pytest puts ``tests/`` on ``sys.path``, so the others import it by name.
-"""
+"""Tiny exported models for the zoo tests: build, export and compare in milliseconds."""
 
 from __future__ import annotations
 

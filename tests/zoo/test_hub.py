@@ -1,4 +1,4 @@
-"""Hub round trips through the real ``huggingface_hub`` client, against ``tests/hub_server.py``.
+"""Hub round trips through the real ``huggingface_hub`` client, against ``tests/helpers/hub_server.py``.
 
 How the environment is set up: ``sap.zoo.hub`` reads ``HF_ENDPOINT``, ``HF_HUB_CACHE`` and
 ``HF_HUB_OFFLINE`` at call time and passes endpoint and cache folder to huggingface_hub
@@ -21,8 +21,6 @@ import time
 from pathlib import Path
 
 import pytest
-from hub_server import HubServer
-from test_zoo_support import same_output, tiny_export
 
 from sap.zoo import (
     CacheIntegrityError,
@@ -38,6 +36,8 @@ from sap.zoo import (
     push_to_hub,
 )
 from sap.zoo.export import file_sha256
+from tests.helpers.hub_server import HubServer
+from tests.helpers.zoo import same_output, tiny_export
 
 REPO = "sap-tests/tiny-skeleton"
 
@@ -141,7 +141,7 @@ def test_tampered_weights_with_matching_blob_name_fail_the_config_hash(hub, tmp_
     _, other = tiny_export(tmp_path / "other", seed=5)
     link = snapshot / "model.safetensors"
     blobs = link.resolve().parent
-    from hub_server import git_blob_sha1
+    from tests.helpers.hub_server import git_blob_sha1
 
     content = (other / "model.safetensors").read_bytes()
     new_blob = blobs / git_blob_sha1(content)
@@ -261,8 +261,8 @@ def test_cli_push_pull_and_list_revisions(hub, tmp_path, capsys):
 _FRESH_PROCESS = """
 import os, sys
 sys.path.insert(0, {tests!r})
-from hub_server import HubServer
-from test_zoo_support import same_output, tiny_export
+from tests.helpers.hub_server import HubServer
+from tests.helpers.zoo import same_output, tiny_export
 hub = HubServer(); hub.start()
 os.environ["HF_ENDPOINT"] = hub.url          # before huggingface_hub is imported
 os.environ["HF_HOME"] = {home!r}
@@ -282,14 +282,14 @@ print("ok", push.commit)
 
 def test_env_set_before_import_works_in_a_fresh_process(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "TRANSFORMERS_"))}
-    script = _FRESH_PROCESS.format(tests=str(Path(__file__).parent), home=str(tmp_path))
+    script = _FRESH_PROCESS.format(tests=str(Path(__file__).parents[2]), home=str(tmp_path))
     result = subprocess.run(
         [sys.executable, "-c", script],
         capture_output=True,
         text=True,
         env=env,
         timeout=120,
-        cwd=Path(__file__).parents[1],
+        cwd=Path(__file__).parents[2],
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.startswith("ok ")

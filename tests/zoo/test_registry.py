@@ -6,7 +6,6 @@ import json
 
 import pytest
 import yaml
-from test_zoo_support import same_output, tiny_export
 
 from sap.zoo import (
     ModelZoo,
@@ -18,6 +17,7 @@ from sap.zoo import (
 from sap.zoo import registry as registry_module
 from sap.zoo.export import file_sha256
 from sap.zoo.registry import SOURCE_ZOO_DIR, card_from_export, read_card, render_zoo_readme
+from tests.helpers.zoo import same_output, tiny_export
 
 SHA = "0" * 64
 COMMIT = "1" * 40
