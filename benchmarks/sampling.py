@@ -16,7 +16,7 @@ data-loader workers, patches per epoch, torch threads. The extraction time (and 
 of the reference is printed on its own: it is paid once per data set and patch size, and
 again for every change of preprocessing.
 
-Cohort: :func:`sap.data.phantom.generate_cohort` when it exists, else a simple writer here
+Cohort: :func:`sap.phantom.generate_cohort` when it exists, else a simple writer here
 (smooth two-channel volumes with heavy-tailed lesion counts).
 
     python benchmarks/sampling.py                          # 6 cases, 96 x 64 x 224, patch 48
@@ -39,7 +39,7 @@ import numpy as np
 def write_cohort(root: Path, cases: int, shape: tuple[int, int, int], seed: int) -> Path:
     """Metastatic cases in the standard layout (phantom generator if available)."""
     try:
-        from sap.data.phantom import generate_cohort
+        from sap.phantom import generate_cohort
     except ImportError:
         generate_cohort = None
     if generate_cohort is not None:

@@ -152,7 +152,7 @@ def evaluate_lesions(model: Any, cases: list[Any], threshold: float) -> dict[str
 def evaluation_cases(work: Path, settings: Settings, kind: str) -> list[Any]:
     """The held-out cohort of ``kind`` ("skeleton" or "lesion"), generated if absent."""
     from sap.data.cases import discover_cases
-    from sap.data.phantom import generate_cohort
+    from sap.phantom import generate_cohort
 
     folder = work / f"eval_{kind}"
     if not folder.is_dir():
@@ -181,7 +181,7 @@ def train_skeleton(work: Path, settings: Settings) -> Path:
     import lightning as L
 
     from sap.data.datamodules import SkeletonDataModule
-    from sap.data.phantom import generate_cohort
+    from sap.phantom import generate_cohort
     from sap.tasks import AnatomicalPretraining
 
     data_dir = work / "anatomy"
@@ -220,7 +220,7 @@ def train_lesion(work: Path, settings: Settings, skeleton_ckpt: Path) -> Path:
     import lightning as L
 
     from sap.data.datamodules import LesionDataModule
-    from sap.data.phantom import generate_cohort
+    from sap.phantom import generate_cohort
     from sap.tasks import LesionFinetuning
 
     data_dir = work / "lesions"

@@ -154,7 +154,7 @@ def run_demo(
 
     from sap.data.cases import discover_cases
     from sap.data.datamodules import LesionDataModule, SkeletonDataModule
-    from sap.data.phantom import generate_cohort
+    from sap.phantom import generate_cohort
     from sap.tasks import AnatomicalPretraining, LesionFinetuning
 
     settings = settings or DemoSettings()

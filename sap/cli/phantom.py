@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 # Defaults repeated here (not imported) so that ``sap --help`` does not import numpy/scipy;
-# tests check they match sap.data.phantom.
+# tests check they match sap.phantom.
 DEFAULT_SHAPE = (96, 60, 192)
 DEFAULT_SPACING_MM = (5.0, 5.0, 6.0)
 
@@ -70,7 +70,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Generate the cohort; 0 on success, 2 on a usage problem (message on stderr)."""
-    from sap.data.phantom import generate_cohort
+    from sap.phantom import generate_cohort
 
     factors = args.dwi_downsample
     if len(factors) not in (1, 3):

@@ -5,8 +5,8 @@ on first use (PEP 562 ``__getattr__``), so ``import sap.data`` stays cheap (no t
 TorchIO) and a module that is not installed yet only fails when its names are used.
 
 Modules: :mod:`sap.data.cases` (discovery and validation), :mod:`sap.data.preprocess`
-(TorchIO transforms), :mod:`sap.data.phantom` (synthetic cohorts), :mod:`sap.data.samplers`
-(patch samplers) and :mod:`sap.data.datamodules` (LightningDataModules).
+(TorchIO transforms), :mod:`sap.data.samplers` (patch samplers) and
+:mod:`sap.data.datamodules` (LightningDataModules). Synthetic cohorts come from :mod:`sap.phantom`.
 """
 
 from __future__ import annotations
@@ -36,9 +36,6 @@ _EXPORTS: dict[str, str] = {
     "load_subject": "preprocess",
     "preprocessing": "preprocess",
     "stack_channels": "preprocess",
-    # phantom
-    "generate_case": "phantom",
-    "generate_cohort": "phantom",
     # samplers
     "InstanceBalancedSampler": "samplers",
     "skeleton_sampler": "samplers",

@@ -13,7 +13,7 @@ import yaml
 
 from sap.cli import main
 from sap.configs import config_path, list_configs, resolve_config_argument
-from sap.data.phantom import generate_cohort
+from sap.phantom import generate_cohort
 
 # A whole-body phantom on a coarse grid: same field of view as the default, ~1/50 of the voxels.
 TINY_PHANTOM = {"shape": (32, 20, 64), "spacing_mm": (15.0, 15.0, 18.0)}

@@ -289,7 +289,7 @@ def test_without_validation_cases_the_validation_loader_is_empty(cohort: Path) -
 
 @pytest.fixture(scope="module")
 def phantom(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from sap.data.phantom import generate_cohort
+    from sap.phantom import generate_cohort
 
     root = tmp_path_factory.mktemp("phantom")
     generate_cohort(

@@ -63,7 +63,7 @@ def test_skeleton_model_reaches_the_dice_its_card_states(tmp_path):
     script = _training_script()
     evaluation = card.training["evaluation"]
     from sap.data.cases import discover_cases
-    from sap.data.phantom import generate_cohort
+    from sap.phantom import generate_cohort
 
     generate_cohort(
         tmp_path / "eval",

@@ -7,15 +7,13 @@ backend switch), so importing the phantom stays cheap and a notebook's backend i
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from sap.io import atomic_write
 from sap.labels import SKELETON_LABELS
-
-if TYPE_CHECKING:
-    from sap.data.phantom import PhantomCase
+from sap.phantom.case import PhantomCase
+from sap.volume import spacing_from_affine
 
 # Colours of the skeleton labels in previews (index = label).
 _LABEL_COLOURS = (
@@ -38,6 +36,13 @@ def render_case_png(case: PhantomCase, path: str | Path) -> Path:
     The label panel shows, at each point, the bone nearest the T1 slice (coloured by region)
     and every lesion (red), over the T1 slice. Radiological convention: the subject's right
     is on the left of the image.
+
+    Args:
+        case: the case to draw.
+        path: where to write the PNG (atomically).
+
+    Returns:
+        ``path``.
     """
     # A bare Figure (no pyplot) renders through Agg whatever backend the user has selected.
     from matplotlib.colors import ListedColormap
@@ -59,7 +64,7 @@ def render_case_png(case: PhantomCase, path: str | Path) -> Path:
     nearest = np.take_along_axis(case.skeleton, distance.argmin(axis=1)[:, None, :], 1)[:, 0, :]
     labels = coronal(nearest)
     extent_t1 = (0, case.t1.shape[0] * case.spacing_mm[0], 0, case.t1.shape[2] * case.spacing_mm[2])
-    dwi_spacing = np.linalg.norm(case.b1000_affine[:3, :3], axis=0)
+    dwi_spacing = spacing_from_affine(case.b1000_affine)
     extent_dwi = (0, dwi.shape[0] * dwi_spacing[0], 0, dwi.shape[1] * dwi_spacing[2])
 
     figure = Figure(figsize=(10.5, 8.4), dpi=100)

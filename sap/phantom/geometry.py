@@ -18,6 +18,8 @@ from functools import cached_property
 
 import numpy as np
 
+from sap.volume import voxel_volume_ml
+
 Vec = Sequence[float] | np.ndarray
 
 
@@ -53,7 +55,7 @@ class Grid:
 
     @property
     def voxel_ml(self) -> float:
-        return float(np.prod(self.spacing_mm)) / 1000.0
+        return voxel_volume_ml(self.spacing_mm)
 
     def index_box(self, low_mm: np.ndarray, high_mm: np.ndarray) -> tuple[slice, ...] | None:
         """Voxel slices covering the world box [low_mm, high_mm]; None if outside the grid."""

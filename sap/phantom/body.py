@@ -1,11 +1,11 @@
-"""The phantom's anatomy: a posed, scaled adult drawn as tissue classes and bone labels.
+"""The reference adult, posed and scaled for one subject, painted as tissues and bone labels.
 
 The reference body is written in millimetres for an adult of about 1.75 m, in a local frame
 with x to the subject's right, y anterior, z superior and the vertex at z = 0 (so a structure
-``d`` mm below the vertex sits at z = -d). Each subject gets its own size, fat thickness,
-spinal curvature, organ sizes, lymph nodes and pose (body tilt and shift, arm and leg angles),
-all drawn from the anatomy random stream. Landmark heights follow common anthropometric
-proportions; they are meant to look right at 4-6 mm voxels, not to be an atlas.
+``d`` mm below the vertex sits at z = -d). The subject's size, fat thickness, spinal
+curvature, organ sizes, lymph nodes and pose come from :func:`sap.phantom.subject.sample_subject`.
+Landmark heights follow common anthropometric proportions; they are meant to look right at
+4-6 mm voxels, not to be an atlas.
 
 Bones are painted before soft tissue is layered, because the body outline is widened to cover
 every bone (skin always lies over bone), and labelled bones are painted after unlabelled ones
@@ -14,12 +14,12 @@ every bone (skin always lies over bone), and labelled bones are painted after un
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from sap.data._phantom_geometry import (
+from sap.phantom.anatomy import LABEL, TISSUE, Anatomy
+from sap.phantom.geometry import (
     Capsule,
     Difference,
     Ellipsoid,
@@ -31,36 +31,9 @@ from sap.data._phantom_geometry import (
     Shape,
     Superquadric,
     Union,
-    evaluate,
     rotation,
 )
-from sap.labels import SKELETON_LABELS
-
-#: Tissue classes of the phantom, in the order of the values of :attr:`Anatomy.tissue`.
-TISSUES: tuple[str, ...] = (
-    "air",
-    "fat",
-    "muscle",
-    "viscera",
-    "lung",
-    "heart",
-    "liver",
-    "spleen",
-    "kidney",
-    "bladder",
-    "brain",
-    "csf",
-    "spinal_cord",
-    "lymph_node",
-    "bone",
-    "lesion",
-)
-TISSUE = {name: index for index, name in enumerate(TISSUES)}
-LABEL = {name: index for index, name in enumerate(SKELETON_LABELS)}
-
-#: Vertical extent (mm below the vertex) that must fit in the field of view: head to upper
-#: thigh, so that the femurs (label "femurs") are always in view.
-REQUIRED_DEPTH_MM = 1000.0
+from sap.phantom.painter import Painter
 
 # Lean (muscle-surface) trunk outline: depth below vertex, half-width, half-depth, centre y.
 _TRUNK = np.array(
@@ -107,218 +80,23 @@ _RIBS = np.array(
 )
 
 
-@dataclass
-class Anatomy:
-    """Everything the signal and lesion steps need about one subject's body.
-
-    Attributes:
-        tissue: tissue class per voxel (index into :data:`TISSUES`).
-        skeleton: SAP bone label per voxel (index into ``sap.labels.SKELETON_LABELS``).
-        instance: bone instance per voxel (0 = no bone); one id per vertebra, per paired bone
-            side, per hemipelvis, ... Lesions stay inside one instance.
-        marrow: for bone voxels, the fraction of the voxel that is marrow (the rest cortex).
-        body: voxels inside the body outline (skin and everything under it).
-        instances: id -> (name, skeleton label) for every bone instance.
-        info: the subject's sampled parameters (sizes, pose), for cohort.json.
-    """
-
-    tissue: np.ndarray
-    skeleton: np.ndarray
-    instance: np.ndarray
-    marrow: np.ndarray
-    body: np.ndarray
-    instances: dict[int, tuple[str, int]]
-    info: dict[str, Any] = field(default_factory=dict)
-
-
-class _Painter:
-    """Accumulates bones, the body outline and tissues on one grid."""
-
-    def __init__(self, grid: Grid, cover_mm: float) -> None:
-        self.grid = grid
-        self.cover_mm = cover_mm
-        self.voxel_mm = float(np.mean(grid.spacing_mm))
-        shape = grid.shape
-        self.body_depth = np.full(shape, -1e4, dtype=np.float32)
-        self.tissue = np.zeros(shape, dtype=np.uint8)
-        self.skeleton = np.zeros(shape, dtype=np.uint8)
-        self.instance = np.zeros(shape, dtype=np.int16)
-        self.marrow = np.zeros(shape, dtype=np.float32)
-        self.is_bone = np.zeros(shape, dtype=bool)
-        self.instances: dict[int, tuple[str, int]] = {}
-
-    def new_instance(self, name: str, label: int) -> int:
-        index = len(self.instances) + 1
-        self.instances[index] = (name, label)
-        return index
-
-    def soft(self, frame: Frame, shape: Shape) -> None:
-        """Add a part of the body outline (union = maximum depth)."""
-        result = evaluate(self.grid, frame, shape)
-        if result is not None:
-            box, depth = result
-            np.maximum(self.body_depth[box], depth, out=self.body_depth[box])
-
-    def bone(self, frame: Frame, shape: Shape, label: int, instance: int, cortex_mm: float) -> None:
-        """Paint a bone: label, instance, marrow fraction; widen the body to cover it."""
-        result = evaluate(self.grid, frame, shape, pad_mm=self.cover_mm)
-        if result is None:
-            return
-        box, depth = result
-        np.maximum(self.body_depth[box], depth + self.cover_mm, out=self.body_depth[box])
-        inside = depth > 0
-        if not inside.any():
-            return
-        # Marrow fraction of a voxel whose centre is `depth` mm deep under a cortex of
-        # `cortex_mm`: a linear partial-volume ramp one voxel wide.
-        fraction = np.clip(0.5 + (depth[inside] - cortex_mm) / self.voxel_mm, 0.0, 1.0)
-        marrow, was_bone = self.marrow[box], self.is_bone[box]
-        marrow[inside] = np.where(was_bone[inside], np.maximum(marrow[inside], fraction), fraction)
-        was_bone[inside] = True
-        self.skeleton[box][inside] = label
-        self.instance[box][inside] = instance
-
-    def organ(self, frame: Frame, shape: Shape, tissue: int, min_depth_mm: float = 0.0) -> None:
-        """Paint a tissue where the shape is deeper than ``min_depth_mm`` and inside the body."""
-        result = evaluate(self.grid, frame, shape)
-        if result is None:
-            return
-        box, depth = result
-        mask = (depth > min_depth_mm) & (self.body_depth[box] > 0)
-        self.tissue[box][mask] = tissue
-
-    def carve(self, frame: Frame, shape: Shape, tissue: int) -> None:
-        """Replace everything (bone included) inside the shape: spinal canal and cord."""
-        result = evaluate(self.grid, frame, shape)
-        if result is None:
-            return
-        box, depth = result
-        mask = depth > 0
-        self.tissue[box][mask] = tissue
-        self.skeleton[box][mask] = 0
-        self.instance[box][mask] = 0
-        self.marrow[box][mask] = 0.0
-        self.is_bone[box][mask] = False
-
-
-def _uniform(rng: np.random.Generator, low: float, high: float) -> float:
-    return float(rng.uniform(low, high))
-
-
-def _normal(rng: np.random.Generator, sd: float, limit: float) -> float:
-    return float(np.clip(rng.normal(0.0, sd), -limit, limit))
-
-
-def sample_subject(rng: np.random.Generator, grid: Grid) -> dict[str, Any]:
-    """Draw one subject's size, shape and pose, then fit the body into the field of view.
-
-    When the posed body (arms included) would touch the sides of the field of view, or the
-    head-to-upper-thigh extent does not fit in its height, the whole body is scaled down
-    until it fits, so every bone label stays in view and the skin never touches the edge.
-    """
-    height = _uniform(rng, 0.88, 1.06)
-    scale = np.array(
-        [height * _uniform(rng, 0.95, 1.05), height * _uniform(rng, 0.95, 1.05), height]
-    )
-    p: dict[str, Any] = {
-        "fat_mm": _uniform(rng, 6.0, 26.0),
-        "muscle_wall_mm": _uniform(rng, 12.0, 20.0),
-        # About x (pitch: small, the back lies on the table), y (roll), z (yaw).
-        "tilt_deg": [_normal(rng, 0.7, 1.5), _normal(rng, 1.5, 3.0), _normal(rng, 2.0, 4.0)],
-        "shift_mm": [_normal(rng, 6.0, 12.0), _normal(rng, 5.0, 10.0)],
-        "vertex_margin_mm": _uniform(rng, 8.0, 35.0),
-        "arm_abduction_deg": [_uniform(rng, -3.0, 5.0), _uniform(rng, -3.0, 5.0)],
-        "arm_flexion_deg": [_normal(rng, 3.0, 6.0), _normal(rng, 3.0, 6.0)],
-        "leg_abduction_deg": [_uniform(rng, -2.0, 4.0), _uniform(rng, -2.0, 4.0)],
-        "leg_flexion_deg": [_normal(rng, 2.0, 4.0), _normal(rng, 2.0, 4.0)],
-        "kyphosis": _uniform(rng, 0.7, 1.3),
-        "scoliosis_mm": _normal(rng, 4.0, 10.0),
-        "kidney_shift_mm": [_normal(rng, 8.0, 15.0), _normal(rng, 8.0, 15.0)],
-        "spleen_size": _uniform(rng, 0.8, 1.3),
-        "bladder_fill": _uniform(rng, 0.6, 1.2),
-        "body_scale": scale.tolist(),
-    }
-    n_nodes = 3 + int(rng.poisson(3.0))
-    p["lymph_nodes"] = [_sample_node(rng) for _ in range(n_nodes)]
-    fit = _fit_to_field_of_view(grid, p)
-    p["body_scale"] = [float(s * fit) for s in scale]
-    p["fit_to_fov"] = fit
-    return p
-
-
-def _fit_to_field_of_view(grid: Grid, p: dict[str, Any]) -> float:
-    """Largest scale factor <= 1 at which the body outline stays inside the field of view.
-
-    The outline is drawn on a coarse grid with the same field of view (cheap) and measured;
-    the body is shrunk when it is wider or deeper than the field of view, and moved (its
-    ``shift_mm`` changed in ``p``) when it sticks out of one side, until it clears every side
-    but the bottom (the thighs leave the field of view on purpose) by about one voxel.
-    """
-    fov_low = np.asarray(grid.origin_mm) - np.asarray(grid.spacing_mm) / 2
-    fov_high = fov_low + np.asarray(grid.shape) * np.asarray(grid.spacing_mm)
-    coarse_mm = max(8.0, *grid.spacing_mm)
-    coarse = Grid(
-        tuple(max(2, int(np.ceil((h - lo) / coarse_mm))) for lo, h in zip(fov_low, fov_high)),
-        (coarse_mm,) * 3,
-        tuple(float(lo + coarse_mm / 2) for lo in fov_low),
-    )
-    margin = np.asarray(grid.spacing_mm) + coarse_mm / 2
-    low_limit, high_limit = fov_low + margin, fov_high - margin
-    base = np.asarray(p["body_scale"], dtype=np.float64)
-    # The required height (vertex to upper thigh) comes first.
-    height_room = high_limit[2] - fov_low[2]
-    fit = min(1.0, height_room / ((REQUIRED_DEPTH_MM + p["vertex_margin_mm"]) * base[2]))
-    for _ in range(8):
-        builder = _Builder(coarse, dict(p, body_scale=(base * fit).tolist()))
-        builder.outline()
-        inside = np.argwhere(builder.painter.body_depth > 0)
-        if len(inside) == 0:
-            break
-        low = coarse.origin_mm + inside.min(axis=0) * coarse_mm - coarse_mm / 2
-        high = coarse.origin_mm + inside.max(axis=0) * coarse_mm + coarse_mm / 2
-        extent, room = (high - low)[:2], (high_limit - low_limit)[:2]
-        if np.any(extent > room):
-            fit *= 0.99 * float(np.min(room / extent))
-            continue
-        move = np.maximum(low_limit - low, 0.0) - np.maximum(high - high_limit, 0.0)
-        if not np.any(move[:2]):
-            break
-        p["shift_mm"] = [float(s + m) for s, m in zip(p["shift_mm"], move[:2])]
-    return float(fit)
-
-
-# Lymph-node stations: centre (x, y, depth below vertex) and jitter, in reference mm.
-_NODE_STATIONS = (
-    ((30, -15, 680), (12, 10, 60)),  # para-aortic
-    ((-30, -15, 680), (12, 10, 60)),
-    ((60, 5, 830), (15, 15, 30)),  # iliac
-    ((-60, 5, 830), (15, 15, 30)),
-    ((90, 60, 905), (15, 10, 15)),  # inguinal
-    ((-90, 60, 905), (15, 10, 15)),
-    ((125, -5, 385), (12, 15, 20)),  # axillary
-    ((-125, -5, 385), (12, 15, 20)),
-    ((40, 10, 255), (8, 10, 25)),  # cervical
-    ((-40, 10, 255), (8, 10, 25)),
-    ((0, 20, 420), (20, 10, 30)),  # mediastinal
-)
-
-
-def _sample_node(rng: np.random.Generator) -> dict[str, Any]:
-    centre, jitter = _NODE_STATIONS[int(rng.integers(len(_NODE_STATIONS)))]
-    position = np.asarray(centre, dtype=float) + rng.uniform(-1, 1, 3) * np.asarray(jitter)
-    radii = rng.uniform(4.0, 9.0) * rng.uniform(0.7, 1.0, 3)
-    return {"centre": position.round(1).tolist(), "radii_mm": radii.round(2).tolist()}
-
-
 def build_anatomy(grid: Grid, p: dict[str, Any]) -> Anatomy:
-    """Draw the subject described by ``p`` (from :func:`sample_subject`) on ``grid``."""
-    return _Builder(grid, p).build()
+    """Draw the subject described by ``p`` on ``grid``.
+
+    Args:
+        grid: the voxel grid.
+        p: the subject's parameters, from :func:`sap.phantom.subject.sample_subject`.
+
+    Returns:
+        Tissues, bone labels and instances, marrow fraction and body outline.
+    """
+    return Builder(grid, p).build()
 
 
 _SIDES = ((1.0, "right"), (-1.0, "left"))  # +x is the subject's right
 
 
-class _Builder:
+class Builder:
     """Poses the reference anatomy for one subject and paints it, one body part per method."""
 
     def __init__(self, grid: Grid, p: dict[str, Any]) -> None:
@@ -342,7 +120,7 @@ class _Builder:
         tilt = rotation(*p["tilt_deg"])
         pivot = scale * np.array([0.0, 0.0, -700.0])
         self.body = Frame(tilt, translation + pivot - tilt @ pivot, scale)
-        self.painter = _Painter(grid, cover_mm=3.0)
+        self.painter = Painter(grid, cover_mm=3.0)
         self.fat = p["fat_mm"] / mean_scale  # reference units
         self.arms = [
             self._limb(i, (sign * 180, -10, -335), "arm") for i, (sign, _) in enumerate(_SIDES)
@@ -660,4 +438,4 @@ class _Builder:
         self.painter.carve(self.body, Union(*cord), TISSUE["spinal_cord"])
 
 
-__all__ = ["TISSUE", "TISSUES", "Anatomy", "build_anatomy", "sample_subject"]
+__all__ = ["Builder", "build_anatomy"]

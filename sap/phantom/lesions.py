@@ -19,14 +19,17 @@ the sampled distribution is kept as is.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy import ndimage
 
-from sap.data._phantom_anatomy import Anatomy
-from sap.data._phantom_geometry import Grid, rotation
 from sap.labels import SKELETON_LABELS
+from sap.phantom.anatomy import Anatomy
+from sap.phantom.geometry import Grid, rotation
+from sap.volume import label_components
 
 #: Where metastases are placed: share of lesions per skeleton region (axial skeleton first).
 REGION_WEIGHTS: dict[str, float] = {
@@ -51,7 +54,8 @@ VOLUME_LOG_SD = 1.03
 VOLUME_RANGE_ML = (0.1, 20.0)
 #: A lesion takes at most this share of its bone's voxels (so surrounding marrow remains).
 MAX_BONE_SHARE = 0.6
-_CONNECTIVITY = np.ones((3, 3, 3), dtype=bool)
+#: Structuring element of the 26-neighbourhood (``sap.volume.DEFAULT_CONNECTIVITY``).
+_NEIGHBOURHOOD = np.ones((3, 3, 3), dtype=bool)
 
 
 @dataclass(frozen=True)
@@ -78,6 +82,35 @@ class Lesion:
     centre_mm: tuple[float, float, float]
     t1_level: float
     dwi_level: float
+
+    def record(self) -> dict[str, Any]:
+        """What ``cohort.json`` and :attr:`sap.phantom.PhantomCase.lesions` keep of it."""
+        return {
+            "region": self.region,
+            "bone": self.bone,
+            "volume_ml": self.volume_ml,
+            "target_volume_ml": self.target_volume_ml,
+            "voxels": self.voxels,
+            "centre_mm": list(self.centre_mm),
+        }
+
+
+def draw_lesions(
+    rng: np.random.Generator,
+    anatomy: Anatomy,
+    grid: Grid,
+    max_lesions: int = 30,
+    min_voxels: int = 4,
+) -> tuple[np.ndarray, list[Lesion]]:
+    """One metastatic patient's lesions: count, volumes, voxel-size clamp, placement.
+
+    Returns:
+        As :func:`place_lesions`.
+    """
+    count = sample_lesion_count(rng, int(max_lesions))
+    volumes = sample_lesion_volumes_ml(rng, count)
+    volumes = np.maximum(volumes, min_voxels * grid.voxel_ml)
+    return place_lesions(rng, anatomy, grid, volumes, int(min_voxels))
 
 
 def sample_lesion_count(rng: np.random.Generator, max_lesions: int = 30) -> int:
@@ -196,10 +229,12 @@ def _grow(
 ) -> tuple[np.ndarray | None, tuple[slice, ...]]:
     """An irregular blob of about ``goal_voxels`` voxels inside bone ``iid``.
 
-    The blob is a union of 1-4 jittered, rotated ellipsoids whose level set is perturbed by
-    smooth noise; its size is found by bisection on a common scale so that the part inside
-    the bone has the requested number of voxels. Only the connected part around the seed is
-    kept.
+    The blob (:func:`_random_blob`) grows from a random marrow voxel; its size is found by
+    bisection on a common scale so that the part inside the bone has the requested number of
+    voxels. Only the connected part around the seed is kept.
+
+    Returns:
+        (blob mask over the returned box or None when the bone has no free voxel, voxel box).
     """
     available = (anatomy.instance[bone_box] == iid) & ~forbidden[bone_box]
     seeds = np.argwhere(available & (anatomy.marrow[bone_box] >= 0.5))
@@ -227,6 +262,28 @@ def _grow(
         * spacing[axis]
         for axis, s in enumerate(local)
     ]
+    level = _random_blob(rng, coords, available.shape)
+    mask = None
+    for _ in range(16):
+        middle = 0.5 * (low + high)
+        candidate = (level(middle) <= 1.0) & available
+        if candidate.sum() < goal_voxels:
+            low = middle
+        else:
+            high, mask = middle, candidate
+    if mask is None:
+        mask = (level(high) <= 1.0) & available
+    return _component_at(mask, seed), box
+
+
+def _random_blob(
+    rng: np.random.Generator, coords: list[np.ndarray], shape: tuple[int, ...]
+) -> Callable[[float], np.ndarray]:
+    """A random blob around the origin of ``coords`` (mm offsets along each axis, broadcast).
+
+    The blob is a union of 1-4 jittered, rotated ellipsoids whose level set is perturbed by
+    smooth noise. Returns ``level(scale_mm)``: <= 1 inside the blob grown to that scale.
+    """
     n_parts = int(rng.integers(1, 5))
     centres = [np.zeros(3)]
     for _ in range(n_parts - 1):
@@ -243,7 +300,7 @@ def _grow(
         ]
         b = (rot.T @ centre) / radii
         parts.append((a, b.astype(np.float32)))
-    noise = ndimage.gaussian_filter(rng.standard_normal(available.shape), 1.0)
+    noise = ndimage.gaussian_filter(rng.standard_normal(shape), 1.0)
     roughness = (1.0 + 0.3 * noise / (noise.std() + 1e-6)).astype(np.float32)
 
     def level(scale_mm: float) -> np.ndarray:
@@ -255,23 +312,18 @@ def _grow(
             best = value if best is None else np.minimum(best, value)
         return best * roughness
 
-    mask = None
-    for _ in range(16):
-        middle = 0.5 * (low + high)
-        candidate = (level(middle) <= 1.0) & available
-        if candidate.sum() < goal_voxels:
-            low = middle
-        else:
-            high, mask = middle, candidate
-    if mask is None:
-        mask = (level(high) <= 1.0) & available
-    components, count = ndimage.label(mask, structure=_CONNECTIVITY)
+    return level
+
+
+def _component_at(mask: np.ndarray, seed: np.ndarray) -> np.ndarray | None:
+    """The connected part of ``mask`` holding ``seed`` (the largest part if the seed is out)."""
+    components, count = label_components(mask)
     if count == 0:
-        return None, box
+        return None
     keep = components[tuple(seed)]
     if keep == 0:
         keep = int(np.argmax(np.bincount(components.ravel())[1:])) + 1
-    return components == keep, box
+    return components == keep
 
 
 def _forbid_neighbourhood(forbidden: np.ndarray, box: tuple[slice, ...], mask: np.ndarray) -> None:
@@ -282,12 +334,13 @@ def _forbid_neighbourhood(forbidden: np.ndarray, box: tuple[slice, ...], mask: n
     local = np.zeros(tuple(s.stop - s.start for s in padded), dtype=bool)
     offset = tuple(s.start - p.start for s, p in zip(box, padded))
     local[tuple(slice(o, o + m) for o, m in zip(offset, mask.shape))] = mask
-    forbidden[padded] |= ndimage.binary_dilation(local, structure=_CONNECTIVITY)
+    forbidden[padded] |= ndimage.binary_dilation(local, structure=_NEIGHBOURHOOD)
 
 
 __all__ = [
     "REGION_WEIGHTS",
     "Lesion",
+    "draw_lesions",
     "place_lesions",
     "sample_lesion_count",
     "sample_lesion_volumes_ml",

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from sap.data._phantom_anatomy import TISSUE, TISSUES, Anatomy
+from sap.phantom.anatomy import TISSUE, TISSUES, Anatomy
 
 # (T1, DWI) relative levels; bone is mixed from marrow and cortex, lesions set per lesion.
 _LEVELS: dict[str, tuple[float, float]] = {
