@@ -24,6 +24,7 @@ from sap.phantom import (
     case_seed,
     generate_case,
     generate_cohort,
+    write_case,
 )
 from sap.phantom.lesions import sample_lesion_count, sample_lesion_volumes_ml
 from sap.volume import label_components, spacing_from_affine
@@ -292,6 +293,27 @@ def test_generate_cohort_refuses_a_non_empty_folder(tmp_path):
     with pytest.raises(FileExistsError, match="overwrite"):
         generate_cohort(out, healthy=1, metastatic=0, **TINY)
     assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+
+
+def test_write_case_rewrites_a_folder_without_the_old_cases_files(tmp_path):
+    folder = tmp_path / "case"
+    write_case(generate_case(2, metastatic=True, **TINY), folder, render_png=True)
+    assert (folder / "lesion.nii.gz").is_file() and (folder / "preview.png").is_file()
+    healthy = generate_case(2, metastatic=False, **TINY)
+    write_case(healthy, folder)
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "T1.nii.gz",
+        "b1000.nii.gz",
+        "skeleton.nii.gz",
+    ]
+    t1, image = _read(folder / "T1.nii.gz")
+    np.testing.assert_array_equal(t1, healthy.t1)
+    np.testing.assert_allclose(image.affine, healthy.affine)
+
+
+def test_max_lesions_caps_the_lesions_of_a_patient():
+    counts = [len(generate_case(s, metastatic=True, max_lesions=2, **TINY).lesions) for s in (4, 8)]
+    assert all(1 <= n <= 2 for n in counts), counts
 
 
 # ---------------------------------------------------------------- CLI
