@@ -10,14 +10,9 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from sap.data.cases import (
-    Case,
-    CaseLayout,
-    CaseValidationError,
-    case_to_subject,
-    discover_cases,
-    validate_cases,
-)
+from sap.data.cases import Case, CaseLayout, case_to_subject, discover_cases
+from sap.data.problems import CaseValidationError
+from sap.data.validation import validate_cases
 
 T1_SHAPE = (12, 12, 10)
 T1_SPACING_MM = (2.0, 2.0, 3.0)

@@ -12,15 +12,11 @@ import pytest
 import torch
 import torchio as tio
 
-from sap.data.datamodules import (
-    BalancedDistributedSampler,
-    LesionDataModule,
-    PatchQueue,
-    SkeletonDataModule,
-    balanced_partition,
-    split_cases,
-)
+from sap.data.datamodules import LesionDataModule, SkeletonDataModule
+from sap.data.distributed import BalancedDistributedSampler, balanced_partition
+from sap.data.patch_queue import PatchQueue
 from sap.data.samplers import LESION_COMPONENT
+from sap.data.splits import split_cases
 from sap.io import save_nifti_atomic
 
 SHAPE = (28, 24, 44)
@@ -351,10 +347,10 @@ def test_skeleton_module_trains_on_every_phantom_case(phantom: Path) -> None:
 def test_cached_subjects_are_preprocessed_once_and_give_the_same_epochs(
     cohort: Path, monkeypatch
 ) -> None:
-    from sap.data import datamodules
+    from sap.data import base
 
     calls: list[str] = []
-    real_preprocessing = datamodules.preprocessing
+    real_preprocessing = base.preprocessing
 
     def counting_preprocessing(*args, **kwargs):
         transform = real_preprocessing(*args, **kwargs)
@@ -365,7 +361,7 @@ def test_cached_subjects_are_preprocessed_once_and_give_the_same_epochs(
 
         return apply
 
-    monkeypatch.setattr(datamodules, "preprocessing", counting_preprocessing)
+    monkeypatch.setattr(base, "preprocessing", counting_preprocessing)
 
     queue = lesion_module(cohort, cache_subjects=True).make_train_queue()
     epochs = [Counter(str(p["case_id"]) for p in queue) for _ in range(3)]

@@ -12,16 +12,13 @@ import torch
 import torchio as tio
 
 from sap.data.cases import Case
-from sap.data.preprocess import (
+from sap.data.preprocess import augmentation, load_subject, preprocessing, stack_channels
+from sap.data.transforms import (
     RandomRot90,
     RandomScaleIntensity,
     RandomShiftIntensity,
     Rot90,
     ScaleShiftIntensity,
-    augmentation,
-    load_subject,
-    preprocessing,
-    stack_channels,
 )
 
 SHAPE = (10, 12, 8)  # deliberately not cubic, so axis mix-ups change shapes

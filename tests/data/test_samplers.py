@@ -11,14 +11,9 @@ import torch
 import torchio as tio
 from scipy import ndimage
 
-from sap.data.samplers import (
-    LESION_COMPONENT,
-    InstanceBalancedSampler,
-    _window_sums,
-    count_lesions,
-    find_lesions,
-    skeleton_sampler,
-)
+from sap.data.lesions import count_lesions, find_lesions
+from sap.data.placement import window_sums
+from sap.data.samplers import LESION_COMPONENT, InstanceBalancedSampler, skeleton_sampler
 
 
 def make_subject(lesion: np.ndarray, case_id: str = "case") -> tio.Subject:
@@ -201,7 +196,7 @@ def test_volume_without_lesion_free_patch_warns_and_uses_the_least_lesion() -> N
 def test_window_sums_match_brute_force() -> None:
     rng = np.random.default_rng(0)
     mask = rng.random((9, 7, 8)) > 0.8
-    sums = _window_sums(mask, (3, 2, 4))
+    sums = window_sums(mask, (3, 2, 4))
     assert sums.shape == (7, 6, 5)
     for i, j, k in [(0, 0, 0), (6, 5, 4), (3, 2, 1)]:
         assert sums[i, j, k] == mask[i : i + 3, j : j + 2, k : k + 4].sum()
