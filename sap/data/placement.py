@@ -16,7 +16,7 @@ import torch
 from sap.data.lesions import Lesion
 
 
-def randint(low: int, high: int) -> int:
+def _randint(low: int, high: int) -> int:
     """Uniform integer in ``[low, high]`` (inclusive) from torch's global RNG."""
     return int(torch.randint(low, high + 1, (1,)).item())
 
@@ -53,7 +53,7 @@ def lesion_patch_offset(
             keep = min(margin, (size - (upper - lower)) // 2)
             low = int(np.clip(upper + keep - size, 0, length - size))
             high = int(np.clip(lower - keep, 0, length - size))
-            offset.append(randint(low, high))
+            offset.append(_randint(low, high))
         else:
             if voxel is None:
                 if lesion.voxels is None:
@@ -62,7 +62,7 @@ def lesion_patch_offset(
                         f"but carries no voxels; find it with keep_voxels_larger_than="
                         f"{tuple(patch_size)}."
                     )
-                voxel = lesion.voxels[randint(0, len(lesion.voxels) - 1)]
+                voxel = lesion.voxels[_randint(0, len(lesion.voxels) - 1)]
             centre = int(voxel[axis])
             low, high = max(lower, centre - size + 1), min(upper - size, centre)
             offset.append(int(np.clip(centre - size // 2, low, high)))
@@ -94,13 +94,13 @@ def lesion_free_patch_offset(
     if has_lesion is None:
         has_lesion = bool(mask.any())
     for _ in range(max_tries if has_lesion else 1):
-        i, j, k = (randint(0, v) for v in valid)
+        i, j, k = (_randint(0, v) for v in valid)
         if not has_lesion or not mask[i : i + size[0], j : j + size[1], k : k + size[2]].any():
             return i, j, k
     counts = window_sums(mask, size)
     free = np.argwhere(counts == 0)
     if len(free):
-        i, j, k = free[randint(0, len(free) - 1)]
+        i, j, k = free[_randint(0, len(free) - 1)]
         return int(i), int(j), int(k)
     warnings.warn(
         f"no lesion-free {tuple(size)} patch exists in a volume of shape {mask.shape}; using "
@@ -136,4 +136,4 @@ def window_sums(mask: np.ndarray, size: Sequence[int]) -> np.ndarray:
     )
 
 
-__all__ = ["lesion_free_patch_offset", "lesion_patch_offset", "randint", "window_sums"]
+__all__ = ["lesion_free_patch_offset", "lesion_patch_offset", "window_sums"]

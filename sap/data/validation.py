@@ -28,7 +28,7 @@ from sap.labels import TASK_LABELS
 from sap.volume import VolumeFile, VolumeReadError, grid_offset_mm, open_volume, overlap_in_space
 
 #: Records one problem of the case being checked: ``report(path, problem, hint)``.
-Report = Callable[[Path | None, str, str], None]
+_Report = Callable[[Path | None, str, str], None]
 
 
 def validate_cases(
@@ -120,7 +120,7 @@ def _validate_case(
     return problems
 
 
-def _open(path: Path, what: str, report: Report) -> VolumeFile | None:
+def _open(path: Path, what: str, report: _Report) -> VolumeFile | None:
     try:
         return open_volume(path, what)
     except VolumeReadError as error:
@@ -128,7 +128,7 @@ def _open(path: Path, what: str, report: Report) -> VolumeFile | None:
         return None
 
 
-def _voxels(volume: VolumeFile, what: str, report: Report) -> np.ndarray | None:
+def _voxels(volume: VolumeFile, what: str, report: _Report) -> np.ndarray | None:
     try:
         return volume.voxels()
     except VolumeReadError as error:
@@ -137,7 +137,7 @@ def _voxels(volume: VolumeFile, what: str, report: Report) -> np.ndarray | None:
 
 
 def _check_overlap(
-    volume: VolumeFile, channel: str, reference: VolumeFile, reference_name: str, report: Report
+    volume: VolumeFile, channel: str, reference: VolumeFile, reference_name: str, report: _Report
 ) -> None:
     shared = overlap_in_space(
         volume.spatial_shape, volume.affine, reference.spatial_shape, reference.affine
@@ -151,7 +151,7 @@ def _check_overlap(
         )
 
 
-def _check_intensities(volume: VolumeFile, channel: str, report: Report) -> None:
+def _check_intensities(volume: VolumeFile, channel: str, report: _Report) -> None:
     data = _voxels(volume, f"channel '{channel}'", report)
     if data is None:
         return
@@ -183,7 +183,7 @@ def _check_intensities(volume: VolumeFile, channel: str, report: Report) -> None
 
 
 def _check_label_values(
-    volume: VolumeFile, kind: str, names: Sequence[str], report: Report
+    volume: VolumeFile, kind: str, names: Sequence[str], report: _Report
 ) -> None:
     data = _voxels(volume, f"{kind} label map", report)
     if data is None:
@@ -224,7 +224,7 @@ def _check_grid(
     reference: VolumeFile,
     reference_name: str,
     tolerance_voxels: float,
-    report: Report,
+    report: _Report,
 ) -> None:
     hint = (
         f"a label map must be drawn on the {reference_name} image: use the label file that belongs "
