@@ -36,7 +36,8 @@ def _first_item(batch: list):
 class PatchQueue(IterableDataset):
     """TorchIO's patch queue as an iterable dataset: one iteration is one epoch.
 
-    Per epoch: this rank's subjects (from :class:`BalancedDistributedSampler`, shuffled) are
+    Per epoch: this rank's subjects (from
+    :class:`~sap.data.distributed.BalancedDistributedSampler`, shuffled) are
     loaded and transformed by ``num_workers`` background processes, as in
     :class:`torchio.Queue`; subject ``i`` yields exactly ``patch_counts[i]`` patches (plus
     this rank's top-up share under DDP), each drawn from one sampler generator that is
