@@ -78,14 +78,14 @@ def extract_reference_patches(cohort: Path, out: Path, patch: int, seed: int) ->
     import torchio as tio
 
     from sap.data.cases import case_to_subject, discover_cases
-    from sap.data.datamodules import PadToMinimumShape
-    from sap.data.samplers import _window_sums, find_lesions
+    from sap.data.lesions import find_lesions
+    from sap.data.placement import window_sums
+    from sap.data.preprocess import preprocessing
+    from sap.data.transforms import PadToMinimumShape
     from sap.io import save_nifti_atomic
 
     rng = np.random.default_rng(seed)
     region = int(round(patch * 4 / 3))
-    from sap.data.preprocess import preprocessing
-
     transform = tio.Compose([preprocessing(), PadToMinimumShape(region)])
     written = 0
     for case in discover_cases(cohort, require=("lesion",)):
@@ -98,7 +98,7 @@ def extract_reference_patches(cohort: Path, out: Path, patch: int, seed: int) ->
             corners.append(np.clip(centre - region // 2, 0, shape - region))
         # Lesion-free regions, drawn uniformly among the exact set (the region with the
         # fewest lesion voxels if the volume has none).
-        lesion_voxels = _window_sums(mask, (region,) * 3)
+        lesion_voxels = window_sums(mask, (region,) * 3)
         free = np.argwhere(lesion_voxels == 0)
         if not len(free):
             free = np.argwhere(lesion_voxels == lesion_voxels.min())
@@ -176,7 +176,8 @@ def main() -> None:
     import torch
     from torch.utils.data import DataLoader
 
-    from sap.data.datamodules import LesionDataModule, SubjectCollate
+    from sap.data.collate import SubjectCollate
+    from sap.data.datamodules import LesionDataModule
 
     torch.set_num_threads(args.threads)
     work = args.keep or Path(tempfile.mkdtemp(prefix="sap-sampling-"))

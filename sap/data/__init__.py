@@ -1,12 +1,21 @@
 """Data for `sap`: find and check cases, preprocess and augment them, sample patches.
 
-The public names of every module of the package are importable from here. They are loaded
-on first use (PEP 562 ``__getattr__``), so ``import sap.data`` stays cheap (no torch, no
-TorchIO) and a module that is not installed yet only fails when its names are used.
+The main names of the package are importable from here and loaded on first use (PEP 562
+``__getattr__``), so ``import sap.data`` stays cheap: torch and TorchIO are imported only
+when a name that needs them is used.
 
-Modules: :mod:`sap.data.cases` (discovery and validation), :mod:`sap.data.preprocess`
-(TorchIO transforms), :mod:`sap.data.samplers` (patch samplers) and
-:mod:`sap.data.datamodules` (LightningDataModules). Synthetic cohorts come from :mod:`sap.phantom`.
+Modules, in the order data flows through them: :mod:`~sap.data.cases` and
+:mod:`~sap.data.manifest` (find cases), :mod:`~sap.data.validation` (check their files),
+:mod:`~sap.data.preprocess` and :mod:`~sap.data.transforms` (TorchIO pipelines),
+:mod:`~sap.data.lesions`, :mod:`~sap.data.placement` and :mod:`~sap.data.samplers`
+(patches), :mod:`~sap.data.patch_queue`, :mod:`~sap.data.distributed`,
+:mod:`~sap.data.datasets`, :mod:`~sap.data.splits`, :mod:`~sap.data.collate`,
+:mod:`~sap.data.base` and :mod:`~sap.data.datamodules` (LightningDataModules).
+Synthetic cohorts come from :mod:`sap.phantom`.
+
+>>> import sap.data
+>>> sap.data.LABEL_KINDS
+('skeleton', 'lesion')
 """
 
 from __future__ import annotations
@@ -19,19 +28,22 @@ _EXPORTS: dict[str, str] = {
     # cases
     "Case": "cases",
     "CaseLayout": "cases",
-    "CaseProblem": "cases",
-    "CaseValidationError": "cases",
-    "DEFAULT_LABEL_NAMES": "cases",
     "LABEL_KINDS": "cases",
     "case_to_subject": "cases",
     "discover_cases": "cases",
-    "validate_cases": "cases",
+    # problems
+    "CaseProblem": "problems",
+    "CaseValidationError": "problems",
+    # validation
+    "validate_cases": "validation",
+    # transforms
+    "PadToMinimumShape": "transforms",
+    "RandomRot90": "transforms",
+    "RandomScaleIntensity": "transforms",
+    "RandomShiftIntensity": "transforms",
+    "Rot90": "transforms",
+    "ScaleShiftIntensity": "transforms",
     # preprocess
-    "RandomRot90": "preprocess",
-    "RandomScaleIntensity": "preprocess",
-    "RandomShiftIntensity": "preprocess",
-    "Rot90": "preprocess",
-    "ScaleShiftIntensity": "preprocess",
     "augmentation": "preprocess",
     "load_subject": "preprocess",
     "preprocessing": "preprocess",
@@ -39,8 +51,13 @@ _EXPORTS: dict[str, str] = {
     # samplers
     "InstanceBalancedSampler": "samplers",
     "skeleton_sampler": "samplers",
+    # lesions
+    "Lesion": "lesions",
+    "count_lesions": "lesions",
+    "find_lesions": "lesions",
     # datamodules
     "LesionDataModule": "datamodules",
+    "SegmentationDataModule": "base",
     "SkeletonDataModule": "datamodules",
 }
 

@@ -5,32 +5,23 @@ from __future__ import annotations
 import pickle
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 import pytest
 import torch
 import torchio as tio
 
 from sap.data.cases import Case
-from sap.data.preprocess import (
+from sap.data.preprocess import augmentation, load_subject, preprocessing, stack_channels
+from sap.data.transforms import (
     RandomRot90,
     RandomScaleIntensity,
     RandomShiftIntensity,
     Rot90,
     ScaleShiftIntensity,
-    augmentation,
-    load_subject,
-    preprocessing,
-    stack_channels,
 )
+from tests.helpers.data import affine_for, write_nifti
 
 SHAPE = (10, 12, 8)  # deliberately not cubic, so axis mix-ups change shapes
-
-
-def affine_for(spacing_mm, origin_mm=(0.0, 0.0, 0.0)) -> np.ndarray:
-    affine = np.diag([*spacing_mm, 1.0])
-    affine[:3, 3] = origin_mm
-    return affine
 
 
 def make_subject(shape=SHAPE, spacing_mm=(2.0, 2.0, 3.0), seed: int = 0) -> tio.Subject:
@@ -55,11 +46,6 @@ def assert_labels_follow_intensities(before: tio.Subject, after: tio.Subject) ->
         original = before["T1"].data[before["lesion"].data == value]
         moved = after["T1"].data[after["lesion"].data == value]
         assert moved.tolist() == original.tolist()
-
-
-def write_nifti(path: Path, array: np.ndarray, affine: np.ndarray) -> Path:
-    nib.save(nib.Nifti1Image(array, affine), str(path))
-    return path
 
 
 # --------------------------------------------------------------------------------------

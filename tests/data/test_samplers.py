@@ -11,35 +11,9 @@ import torch
 import torchio as tio
 from scipy import ndimage
 
-from sap.data.samplers import (
-    LESION_COMPONENT,
-    InstanceBalancedSampler,
-    _window_sums,
-    count_lesions,
-    find_lesions,
-    skeleton_sampler,
-)
-
-
-def make_subject(lesion: np.ndarray, case_id: str = "case") -> tio.Subject:
-    shape = lesion.shape
-    image = torch.rand(1, *shape)
-    return tio.Subject(
-        T1=tio.ScalarImage(tensor=image),
-        lesion=tio.LabelMap(tensor=torch.as_tensor(lesion[None].astype(np.uint8))),
-        case_id=case_id,
-    )
-
-
-def separated_lesions(num_lesions: int, shape=(48, 48, 48)) -> np.ndarray:
-    """``num_lesions`` cubes of 2-4 voxels, far from each other, in a corner-free layout."""
-    lesion = np.zeros(shape, np.uint8)
-    corners = [(x, y, z) for x in (6, 26) for y in (6, 26) for z in (6, 26)]
-    for n in range(num_lesions):
-        x, y, z = corners[n]
-        size = 2 + n % 3
-        lesion[x : x + size, y : y + size, z : z + size] = 1
-    return lesion
+from sap.data.lesions import count_lesions
+from sap.data.samplers import LESION_COMPONENT, InstanceBalancedSampler, skeleton_sampler
+from tests.helpers.data import lesion_subject, separated_lesions
 
 
 def patch_window(patch: tio.Subject) -> tuple[slice, slice, slice]:
@@ -56,7 +30,7 @@ def components(lesion: np.ndarray, connectivity: int = 26) -> np.ndarray:
 @pytest.mark.parametrize("ratio", [0.0, 0.5, 1.0, 2.0])
 def test_one_patch_per_lesion_plus_ratio_negatives(num_lesions: int, ratio: float) -> None:
     torch.manual_seed(0)
-    subject = make_subject(separated_lesions(num_lesions))
+    subject = lesion_subject(separated_lesions(num_lesions))
     sampler = InstanceBalancedSampler(12, negative_ratio=ratio)
 
     patches = list(sampler(subject))
@@ -76,7 +50,7 @@ def test_positive_patch_contains_its_whole_lesion_when_it_fits() -> None:
     torch.manual_seed(1)
     lesion = separated_lesions(6)
     labels = components(lesion)
-    subject = make_subject(lesion)
+    subject = lesion_subject(lesion)
     for _ in range(5):
         for patch in InstanceBalancedSampler(10, negative_ratio=0)(subject):
             target = int(patch[LESION_COMPONENT])
@@ -87,7 +61,7 @@ def test_positive_patch_contains_its_whole_lesion_when_it_fits() -> None:
 def test_negative_patches_contain_no_lesion_voxel() -> None:
     torch.manual_seed(2)
     lesion = separated_lesions(8)
-    subject = make_subject(lesion)
+    subject = lesion_subject(lesion)
     negatives = [
         p
         for p in InstanceBalancedSampler(14, negative_ratio=3)(subject)
@@ -103,7 +77,7 @@ def test_lesion_larger_than_patch_gets_a_patch_inside_its_extent() -> None:
     torch.manual_seed(3)
     lesion = np.zeros((40, 40, 60), np.uint8)
     lesion[18:21, 18:21, 5:55] = 1  # 50 voxels long, patch is 16
-    subject = make_subject(lesion)
+    subject = lesion_subject(lesion)
     for _ in range(10):
         (patch,) = InstanceBalancedSampler(16, negative_ratio=0)(subject)
         window = patch_window(patch)
@@ -118,7 +92,7 @@ def test_margin_keeps_context_around_the_lesion() -> None:
     torch.manual_seed(4)
     lesion = np.zeros((48, 48, 48), np.uint8)
     lesion[20:24, 20:24, 20:24] = 1
-    subject = make_subject(lesion)
+    subject = lesion_subject(lesion)
     sampler = InstanceBalancedSampler(16, negative_ratio=0, margin=4)
     for _ in range(20):
         (patch,) = sampler(subject)
@@ -134,7 +108,7 @@ def test_touching_lesions_are_one_or_several_by_connectivity(
     lesion[10, 10, 10] = 1
     lesion[11, 11, 11] = 1  # touches the first by a corner only
     lesion[12, 12, 11] = 1  # touches the second by an edge only
-    subject = make_subject(lesion)
+    subject = lesion_subject(lesion)
     sampler = InstanceBalancedSampler(8, negative_ratio=0, connectivity=connectivity)
 
     patches = list(sampler(subject))
@@ -145,7 +119,7 @@ def test_touching_lesions_are_one_or_several_by_connectivity(
 
 
 def test_lesion_free_subject_yields_no_patch_unless_asked() -> None:
-    subject = make_subject(np.zeros((24, 24, 24), np.uint8))
+    subject = lesion_subject(np.zeros((24, 24, 24), np.uint8))
     assert list(InstanceBalancedSampler(8)(subject)) == []
     sampler = InstanceBalancedSampler(8, negatives_per_lesion_free_case=3)
     patches = list(sampler(subject))
@@ -154,7 +128,7 @@ def test_lesion_free_subject_yields_no_patch_unless_asked() -> None:
 
 
 def test_sampling_is_reproducible_under_a_seed() -> None:
-    subject = make_subject(separated_lesions(4))
+    subject = lesion_subject(separated_lesions(4))
     sampler = InstanceBalancedSampler(12, negative_ratio=1)
 
     def draw(seed: int) -> list[list[int]]:
@@ -165,9 +139,27 @@ def test_sampling_is_reproducible_under_a_seed() -> None:
     assert draw(7) != draw(8)
 
 
+def test_a_seed_draws_the_same_patches_as_ever() -> None:
+    """Golden values: refactoring the sampler must not change what a seed draws."""
+    subject = lesion_subject(separated_lesions(4))
+    sampler = InstanceBalancedSampler(12, negative_ratio=1, margin=2)
+    torch.manual_seed(4)
+    drawn = [p[tio.LOCATION].tolist()[:3] + [int(p[LESION_COMPONENT])] for p in sampler(subject)]
+    assert drawn == [
+        [1, 22, 1, 3],
+        [3, 8, 9, 0],
+        [2, 23, 18, 4],
+        [15, 27, 5, 0],
+        [16, 34, 22, 0],
+        [2, 4, 20, 2],
+        [35, 23, 23, 0],
+        [4, 1, 2, 1],
+    ]
+
+
 def test_num_patches_gives_a_subset_or_extra_negatives() -> None:
     torch.manual_seed(5)
-    subject = make_subject(separated_lesions(3))
+    subject = lesion_subject(separated_lesions(3))
     sampler = InstanceBalancedSampler(10, negative_ratio=1)
     more = [int(p[LESION_COMPONENT]) for p in sampler(subject, num_patches=9)]
     assert sorted(more) == [0, 0, 0, 0, 0, 0, 1, 2, 3]
@@ -178,7 +170,7 @@ def test_crowded_volume_still_finds_the_only_lesion_free_patches() -> None:
     torch.manual_seed(6)
     lesion = np.ones((20, 20, 20), np.uint8)
     lesion[:8, :8, :8] = 0  # the only lesion-free 8^3 patch
-    subject = make_subject(lesion)
+    subject = lesion_subject(lesion)
     sampler = InstanceBalancedSampler(8, negative_ratio=2, max_tries=1)
     negatives = [p for p in sampler(subject) if int(p[LESION_COMPONENT]) == 0]
     assert len(negatives) == 2
@@ -188,7 +180,7 @@ def test_crowded_volume_still_finds_the_only_lesion_free_patches() -> None:
 def test_volume_without_lesion_free_patch_warns_and_uses_the_least_lesion() -> None:
     lesion = np.ones((12, 12, 12), np.uint8)
     lesion[0, 0, 0] = 0
-    subject = make_subject(lesion)
+    subject = lesion_subject(lesion)
     with pytest.warns(RuntimeWarning, match="no lesion-free"):
         patches = [
             p
@@ -198,35 +190,14 @@ def test_volume_without_lesion_free_patch_warns_and_uses_the_least_lesion() -> N
     assert patches[0][tio.LOCATION].tolist()[:3] == [0, 0, 0]
 
 
-def test_window_sums_match_brute_force() -> None:
-    rng = np.random.default_rng(0)
-    mask = rng.random((9, 7, 8)) > 0.8
-    sums = _window_sums(mask, (3, 2, 4))
-    assert sums.shape == (7, 6, 5)
-    for i, j, k in [(0, 0, 0), (6, 5, 4), (3, 2, 1)]:
-        assert sums[i, j, k] == mask[i : i + 3, j : j + 2, k : k + 4].sum()
-
-
 def test_component_analysis_is_cached_per_distinct_mask() -> None:
-    subject = make_subject(separated_lesions(2))
+    subject = lesion_subject(separated_lesions(2))
     sampler = InstanceBalancedSampler(8)
     first = sampler.lesions(subject)
     assert sampler.lesions(subject) is first
     flipped = tio.Flip(axes=(0,))(subject)
     assert sampler.lesions(flipped) is not first
     assert len(sampler.lesions(flipped)) == 2
-
-
-def test_find_lesions_reports_bounding_boxes() -> None:
-    lesion = np.zeros((10, 10, 10), np.uint8)
-    lesion[2:4, 3:6, 1:2] = 1
-    (found,) = find_lesions(lesion)
-    assert (found.lower, found.upper, found.extent, found.num_voxels) == (
-        (2, 3, 1),
-        (4, 6, 2),
-        (2, 3, 1),
-        6,
-    )
 
 
 @pytest.mark.parametrize(
@@ -272,7 +243,7 @@ def test_skeleton_sampler_refuses_bad_probability() -> None:
 
 
 def test_no_warning_in_normal_sampling() -> None:
-    subject = make_subject(separated_lesions(3))
+    subject = lesion_subject(separated_lesions(3))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         list(InstanceBalancedSampler(12, negative_ratio=2)(subject))
