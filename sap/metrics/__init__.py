@@ -19,12 +19,7 @@ default) with a 2 mm tolerance; FROC-AUC is not normalised (limits 15 and 4 FP p
 
 from __future__ import annotations
 
-from sap.metrics.components import (
-    CONNECTIVITIES,
-    DEFAULT_CONNECTIVITY,
-    label_components,
-    spacing_from_affine,
-)
+from sap.metrics.agreement import icc_2_1, volume_icc
 from sap.metrics.detection import (
     DetectionSettings,
     ExamResult,
@@ -34,17 +29,18 @@ from sap.metrics.detection import (
     precision,
     sensitivity,
 )
-from sap.metrics.evaluation import (
-    BootstrapSettings,
-    Evaluation,
-    evaluate_exams,
-    headline_metrics,
-)
+from sap.metrics.evaluation import Evaluation, evaluate_exams
 from sap.metrics.froc import ExamFROC, FROCCurve, exam_froc, froc_auc, froc_curve
 from sap.metrics.overlap import NSD_VARIANTS, dice, surface_dice
-from sap.metrics.skeleton import skeleton_dice
+from sap.metrics.segmentation import class_dice
+from sap.metrics.summary import BootstrapSettings, headline_metrics
 from sap.metrics.threshold import ThresholdTuning, tune_threshold
-from sap.metrics.volume import icc_2_1, volume_icc
+from sap.volume import (
+    CONNECTIVITIES,
+    DEFAULT_CONNECTIVITY,
+    label_components,
+    spacing_from_affine,
+)
 
 # The torchmetrics classes load torch and torchmetrics (seconds); array users and the CLI's
 # --help should not pay for that, so they are imported on first use.
@@ -76,6 +72,7 @@ __all__ = [
     "LesionRecord",
     "SkeletonDice",
     "ThresholdTuning",
+    "class_dice",
     "dice",
     "evaluate_exam",
     "evaluate_exams",
@@ -88,7 +85,6 @@ __all__ = [
     "label_components",
     "precision",
     "sensitivity",
-    "skeleton_dice",
     "spacing_from_affine",
     "surface_dice",
     "tune_threshold",

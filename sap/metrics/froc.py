@@ -8,7 +8,7 @@ connectivity). Two facts make the sweep exact and fast:
   (that voxel belongs to a predicted component which overlaps the lesion), so one maximum
   per lesion gives its detection at every threshold;
 - the false-positive count at every threshold comes from one merge tree of the
-  probability map (:mod:`sap.metrics.component_tree`), not from relabelling per threshold.
+  probability map (:mod:`sap.metrics.false_positives`), not from relabelling per threshold.
 
 So the curve is exact at every threshold ``>= min_prob`` (default 0.01; voxels below it
 are never candidates). Pooling over exams: sensitivity = detected lesions / all lesions
@@ -40,8 +40,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sap.metrics.component_tree import count_at, false_positive_events
-from sap.metrics.components import (
+from sap.metrics.false_positives import count_at, false_positive_events
+from sap.volume import (
     DEFAULT_CONNECTIVITY,
     as_mask,
     check_connectivity,
@@ -67,7 +67,7 @@ class ExamFROC:
         lesion_volume_ml: volume of each reference lesion.
         lesion_large: volume ≥ ``min_volume_ml``.
         fp_values, fp_deltas: events of the false-positive count (see
-            :class:`sap.metrics.component_tree.FalsePositiveEvents`).
+            :class:`sap.metrics.false_positives.FalsePositiveEvents`).
         fp_large_values, fp_large_deltas: the same for predicted components ≥ ``min_volume_ml``.
         min_prob: lowest exact threshold.
         connectivity, min_volume_ml: the settings used.

@@ -37,7 +37,7 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import ndimage
 
-from sap.metrics.components import as_mask, check_spacing
+from sap.volume import as_mask, check_spacing
 
 #: Names of the normalised-surface-Dice variants (see the module docstring).
 NSD_VARIANTS: tuple[str, ...] = ("boundary", "area")

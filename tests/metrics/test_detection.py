@@ -9,8 +9,8 @@ import pytest
 from scipy import ndimage
 
 from sap.metrics import DetectionSettings, evaluate_exam
-from sap.metrics.components import find_components, min_voxels_for_volume, neighbour_offsets
 from sap.metrics.overlap import surface_dice
+from sap.volume import find_components, min_voxels_for_volume, neighbour_offsets
 
 ISO = (1.0, 1.0, 1.0)
 
@@ -201,7 +201,7 @@ def test_settings_are_checked():
     with pytest.raises(ValueError, match="spacing_mm"):
         evaluate_exam(np.zeros((4, 4, 4)), np.zeros((4, 4, 4)), (1.0, 0.0, 1.0))
     with pytest.raises(ValueError, match="3D"):
-        evaluate_exam(np.zeros((1, 4, 4, 4)), np.zeros((1, 4, 4, 4)), ISO)
+        evaluate_exam(np.zeros((2, 4, 4, 4)), np.zeros((2, 4, 4, 4)), ISO)
 
 
 def test_components_match_scipy_labelling():

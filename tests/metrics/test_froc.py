@@ -9,8 +9,8 @@ import pytest
 from scipy import ndimage
 
 from sap.metrics import DetectionSettings, evaluate_exam, exam_froc, froc_curve, tune_threshold
-from sap.metrics.components import min_voxels_for_volume
 from sap.metrics.froc import FROCCurve
+from sap.volume import min_voxels_for_volume
 
 
 def brute_force_counts(prob, ref, threshold, connectivity, min_voxels):

@@ -39,7 +39,7 @@ import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import minimum_spanning_tree
 
-from sap.metrics.components import neighbour_offsets
+from sap.volume import neighbour_offsets
 
 
 @dataclass(frozen=True)
