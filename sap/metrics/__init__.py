@@ -30,6 +30,7 @@ from sap.metrics.detection import (
     sensitivity,
 )
 from sap.metrics.evaluation import Evaluation, evaluate_exams
+from sap.metrics.folders import FolderEvaluation, compare_folders, evaluate_folders
 from sap.metrics.froc import ExamFROC, FROCCurve, exam_froc, froc_auc, froc_curve
 from sap.metrics.overlap import NSD_VARIANTS, dice, surface_dice
 from sap.metrics.segmentation import class_dice
@@ -67,15 +68,18 @@ __all__ = [
     "ExamFROC",
     "ExamResult",
     "FROCCurve",
+    "FolderEvaluation",
     "LesionDetection",
     "LesionFROC",
     "LesionRecord",
     "SkeletonDice",
     "ThresholdTuning",
     "class_dice",
+    "compare_folders",
     "dice",
     "evaluate_exam",
     "evaluate_exams",
+    "evaluate_folders",
     "exam_froc",
     "f_beta",
     "froc_auc",
