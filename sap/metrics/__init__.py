@@ -1,20 +1,20 @@
 """sap.metrics: the SAP paper's clinical evaluation, exact and fast on whole-body volumes.
 
-Three ways in:
+Four ways in:
 
-- Lightning / torchmetrics: :class:`LesionDetection`, :class:`LesionFROC`,
-  :class:`SkeletonDice` (DDP-safe states).
+- Folders of NIfTI files: :func:`evaluate_folders` (tables, summary, files; what
+  ``sap evaluate`` runs), :func:`compare_folders`.
 - Python on arrays: :func:`evaluate_exams` (one call, summary dict), :class:`Evaluation`
   (exam by exam, tables + summary), :func:`evaluate_exam`, :func:`exam_froc`,
   :func:`froc_curve`, :func:`tune_threshold`, :func:`dice`, :func:`surface_dice`,
-  :func:`skeleton_dice`, :func:`icc_2_1`; statistics in :mod:`sap.metrics.stats`.
+  :func:`class_dice`, :func:`icc_2_1`; statistics in :mod:`sap.metrics.stats`.
+- Lightning / torchmetrics: :class:`LesionDetection`, :class:`LesionFROC`,
+  :class:`SkeletonDice` (DDP-safe states).
 - Command line: ``sap evaluate`` (:mod:`sap.cli.evaluate`).
 
-Conventions stated once (details in each module): spacings are in mm in *array-axis
-order*; connected components use 26-connectivity unless told; a reference lesion is
-detected when any predicted component overlaps it; the "large" subset is lesions (and
-false-positive components) of at least 1 mL; NSD is the boundary-voxel variant (MONAI
-default) with a 2 mm tolerance; FROC-AUC is not normalised (limits 15 and 4 FP per exam).
+Every definition (detection by any overlap, the ≥ 1 mL subset, Dice/NSD, FROC and its AUC
+limits, ICC(2,1), threshold tuning, statistics) and the known weaknesses are on one page:
+``docs/metrics.md``.
 """
 
 from __future__ import annotations

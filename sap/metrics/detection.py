@@ -1,36 +1,9 @@
-"""Lesion detection and per-lesion segmentation quality for one exam, as in the SAP paper.
+"""Lesion detection and per-lesion segmentation quality of one exam, as in the SAP paper.
 
-Matching (Metrics Reloaded "any overlap", many-to-many):
-
-- lesions are the connected components of the reference mask, candidates the connected
-  components of the (binarised) prediction, both with the same ``connectivity``
-  (default 26: corner-touching voxels belong together; scipy's default would be 6);
-- a reference lesion is *detected* (TP) when any predicted component overlaps it by at
-  least one voxel, otherwise it is missed (FN);
-- a predicted component that overlaps no reference lesion is a false positive (FP).
-
-So a prediction bridging two lesions detects both, and a lesion split into two predicted
-components is one TP and no FP. Counts and ratios:
-
-- sensitivity = TP / (TP + FN), NaN for an exam without reference lesions;
-- precision = TP / (TP + FP), with TP counted on reference lesions (the same TP as in
-  sensitivity, so F-beta is a function of TP, FN and FP); NaN when TP + FP = 0;
-- F-beta = (1 + β²)·TP / ((1 + β²)·TP + β²·FN + FP), β = 2 by default (recall weighted
-  four times as much as precision); 1.0 when TP = FN = FP = 0 (nothing to find, nothing
-  found);
-- FP per exam = FP.
-
-The "large" subset (default ≥ 1 mL, the MET-RADS-P measurability limit, about a 12 mm
-sphere): sensitivity counts only reference lesions of at least ``min_volume_ml``
-(detected by a predicted component of *any* size); FP counts only predicted components of
-at least ``min_volume_ml`` that overlap no reference lesion (of any size). Volumes are
-voxel counts times the voxel volume from ``spacing_mm``; see
-:func:`sap.volume.min_voxels_for_volume` for the boundary.
-
-Segmentation quality of a detected lesion: Dice and NSD of the lesion against the union
-of the predicted components that touch it (voxels of those components lying in another
-lesion count against it). End to end per exam: the mean over reference lesions of that
-Dice with missed lesions scored 0, and the global Dice of the whole masks.
+Reference lesions and predicted components (connected components, one connectivity) are
+matched by any overlap, many-to-many; each lesion gets its Dice and NSD against the union
+of the components touching it. Definitions of every count and ratio, the ≥ 1 mL subset
+and the known weakness of any-overlap matching: ``docs/metrics.md`` ("Detection").
 """
 
 from __future__ import annotations
@@ -142,7 +115,7 @@ class LesionRecord:
 
 @dataclass(frozen=True)
 class ExamResult:
-    """Detection and segmentation results of one exam (see the module docstring)."""
+    """Detection and segmentation results of one exam (definitions: ``docs/metrics.md``)."""
 
     settings: DetectionSettings
     spacing_mm: tuple[float, float, float]
