@@ -360,3 +360,14 @@ def test_headline_metrics_flatten_the_summary():
     assert flat["dice_detected"] == 1.0 and flat["mean_lesion_dice"] == 0.5
     assert flat["precision_large"] is None and flat["icc_2_1_total_volume"] is None
     assert headline_metrics(summary, "pooled")["fp_per_exam"] == 0.0
+
+
+def test_body_sized_prediction_detects_every_lesion_without_false_positives():
+    # The documented weakness of any-overlap matching (docs/metrics.md): one prediction
+    # covering the whole volume scores perfectly on detection; only Dice shows it.
+    ref = box((12, 12, 12), slice(1, 3), slice(1, 3), slice(1, 3))
+    ref |= box((12, 12, 12), slice(8, 10), slice(8, 10), slice(8, 10))
+    metrics = evaluate_exam(np.ones_like(ref), ref, ISO).metrics()
+    assert (metrics["tp"], metrics["fn"], metrics["fp"]) == (2, 0, 0)
+    assert metrics["sensitivity"] == metrics["precision"] == metrics["f_beta"] == 1.0
+    assert metrics["global_dice"] == pytest.approx(2 * 16 / (16 + 12**3))

@@ -112,3 +112,5 @@ def test_class_dice_per_class_mean_and_foreground():
     assert matrix.sum() == 64 and matrix[0, 0] == 31
     with pytest.raises(ValueError, match="outside 0..3"):
         class_dice(pred + 4 * (pred > 0), ref, names)
+    with pytest.raises(ValueError, match="collide"):
+        class_dice(pred, ref, ("background", "foreground", "b", "c"))
