@@ -26,6 +26,12 @@ def study(tmp_path):
     return write_study(tmp_path)
 
 
+def evaluate(study, pred: str, out: str, *options: str) -> int:
+    """``sap evaluate --pred STUDY/pred --ref STUDY/ref --out STUDY/out OPTIONS``."""
+    paths = ["--pred", str(study / pred), "--ref", str(study / "ref"), "--out", str(study / out)]
+    return run_cli([*paths, *options])
+
+
 def read_csv(path):
     with open(path, newline="") as handle:
         return list(csv.DictReader(handle))
@@ -33,20 +39,7 @@ def read_csv(path):
 
 def test_evaluate_binary_predictions_writes_tables_summary_and_plots(study, capsys):
     out = study / "out"
-    rc = run_cli(
-        [
-            "--pred",
-            str(study / "pred"),
-            "--ref",
-            str(study / "ref"),
-            "--out",
-            str(out),
-            "--bootstrap",
-            "50",
-            "--no-progress",
-        ]
-    )
-    assert rc == 0
+    assert evaluate(study, "pred", "out", "--bootstrap", "50", "--no-progress") == 0
     assert {p.name for p in out.iterdir()} >= {
         "per_lesion.csv",
         "per_exam.csv",
@@ -77,11 +70,13 @@ def test_evaluate_binary_predictions_writes_tables_summary_and_plots(study, caps
     assert "sensitivity, all lesions" in printed and "0.50" in printed
 
 
-def test_evaluate_probabilities_with_a_tuned_threshold(study):
+def test_evaluate_probabilities_with_a_tuned_threshold(study, capsys):
     out = study / "out_prob"
-    argv = ["--pred", str(study / "prob"), "--ref", str(study / "ref"), "--out", str(out), "--prob"]
-    argv += ["--tune-on", str(study / "tune"), "--bootstrap", "0", "--no-plots", "--no-progress"]
-    assert run_cli(argv) == 0
+    options = ["--prob", "--tune-on", str(study / "tune"), "--bootstrap", "0", "--no-plots"]
+    assert evaluate(study, "prob", "out_prob", *options, "--no-progress") == 0
+    printed = capsys.readouterr()
+    assert "sap evaluate: warning: 3 tuning case(s) are also evaluated" in printed.err
+    assert "threshold: 0.255 (tuned)" in printed.out
     summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
     tuning = summary["threshold_tuning"]
     # Lesions peak at 0.9 / 0.7 / 0.5, the false positive at 0.6 in every case: the best
@@ -97,19 +92,9 @@ def test_evaluate_probabilities_with_a_tuned_threshold(study):
 
 
 def test_compare_prints_the_paper_table_with_p_values(study, capsys):
-    for name, pred in (("model_a", "pred"), ("model_b", "prob")):
-        argv = [
-            "--pred",
-            str(study / pred),
-            "--ref",
-            str(study / "ref"),
-            "--out",
-            str(study / name),
-        ]
-        argv += ["--bootstrap", "0", "--no-plots", "--no-progress"]
-        if pred == "prob":
-            argv += ["--prob", "--threshold", "0.65"]
-        assert run_cli(argv) == 0
+    options = ["--bootstrap", "0", "--no-plots", "--no-progress"]
+    assert evaluate(study, "pred", "model_a", *options) == 0
+    assert evaluate(study, "prob", "model_b", *options, "--prob", "--threshold", "0.65") == 0
     capsys.readouterr()
     rc = run_cli(
         [
@@ -134,9 +119,7 @@ def test_compare_prints_the_paper_table_with_p_values(study, capsys):
 
 def test_missing_prediction_names_the_case(study, capsys):
     (study / "pred" / "case_a.nii.gz").unlink()
-    rc = run_cli(
-        ["--pred", str(study / "pred"), "--ref", str(study / "ref"), "--out", str(study / "o")]
-    )
+    rc = evaluate(study, "pred", "o")
     assert rc == 1
     assert "case_a" in capsys.readouterr().err
 
@@ -145,17 +128,7 @@ def test_grid_mismatch_names_the_case(study, capsys):
     shifted = AFFINE.copy()
     shifted[0, 3] = 3.0  # two voxels off
     save_nifti(study / "pred" / "case_a.nii.gz", two_lesions(), shifted)
-    rc = run_cli(
-        [
-            "--pred",
-            str(study / "pred"),
-            "--ref",
-            str(study / "ref"),
-            "--out",
-            str(study / "o"),
-            "--no-progress",
-        ]
-    )
+    rc = evaluate(study, "pred", "o", "--no-progress")
     assert rc == 1
     err = capsys.readouterr().err
     assert "case_a" in err and "different affines" in err
@@ -163,36 +136,27 @@ def test_grid_mismatch_names_the_case(study, capsys):
 
 def test_probability_maps_need_the_prob_flag(study, capsys):
     save_nifti(study / "pred" / "case_a.nii.gz", two_lesions() * np.float32(0.7))
-    rc = run_cli(
-        [
-            "--pred",
-            str(study / "pred"),
-            "--ref",
-            str(study / "ref"),
-            "--out",
-            str(study / "o"),
-            "--no-progress",
-        ]
-    )
+    rc = evaluate(study, "pred", "o", "--no-progress")
     assert rc == 1
     assert "--prob" in capsys.readouterr().err
 
 
-def test_required_options_are_reported(capsys):
+def test_required_options_and_flag_combinations_are_reported(capsys):
     assert run_cli(["--pred", "x"]) == 2
     assert "--ref, --out required" in capsys.readouterr().err
+    assert run_cli(["--pred", "x", "--ref", "y", "--out", "z", "--threshold", "0.3"]) == 2
+    assert "--threshold applies to probability maps" in capsys.readouterr().err
+    assert run_cli(["compare", "a.json", "b.json", "--names", "only_one"]) == 2
+    assert "got 1 names for 2 summaries" in capsys.readouterr().err
 
 
 def test_healthy_cases_can_be_scored_as_lesion_free_exams(study):
-    fp_only = np.zeros((16, 16, 12), np.uint8)
+    fp_only = np.zeros(two_lesions().shape, np.uint8)
     fp_only[1:3, 1:3, 1:3] = 1
     save_nifti(study / "pred" / "healthy_000.nii.gz", fp_only)
     out = study / "out_healthy"
-    argv = ["--pred", str(study / "pred"), "--ref", str(study / "ref"), "--out", str(out)]
-    assert (
-        run_cli([*argv, "--healthy-as-empty", "--bootstrap", "0", "--no-plots", "--no-progress"])
-        == 0
-    )
+    options = ["--healthy-as-empty", "--bootstrap", "0", "--no-plots", "--no-progress"]
+    assert evaluate(study, "pred", "out_healthy", *options) == 0
     summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
     assert summary["n_exams"] == 4 and summary["skipped_cases"] == []
     healthy = summary["per_exam"]["healthy_000"]
