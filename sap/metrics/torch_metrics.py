@@ -30,7 +30,6 @@ from sap.metrics.froc import (
 from sap.metrics.overlap import DEFAULT_NSD_TOLERANCE_MM
 from sap.metrics.segmentation import confusion_matrix, dice_from_confusion
 from sap.metrics.summary import summarise
-from sap.volume import spacing_from_affine
 
 #: Columns of the per-exam rows kept by :class:`LesionDetection` (see ExamResult.metrics).
 EXAM_COLUMNS: tuple[str, ...] = (
@@ -337,8 +336,10 @@ class SkeletonDice(Metric):
         label_names: class names, index 0 background (default: the 10 skeleton labels).
 
     ``update(preds, target)`` takes label maps (argmax already taken) shaped like the
-    inputs of :class:`LesionDetection`. ``compute()`` returns ``dice_<region>`` per region,
-    ``mean_region_dice`` and ``skeleton_dice`` (NaN for a region absent everywhere).
+    inputs of :class:`LesionDetection`. ``compute()`` returns the numbers of
+    :func:`sap.metrics.class_dice` on the summed confusion matrix, under skeleton names:
+    ``dice_<region>`` per region, ``mean_region_dice`` (``mean_class_dice``) and
+    ``skeleton_dice`` (``foreground``); NaN for a region absent everywhere.
     """
 
     is_differentiable = False
@@ -368,4 +369,4 @@ class SkeletonDice(Metric):
         return {key: torch.tensor(value, dtype=torch.float64) for key, value in out.items()}
 
 
-__all__ = ["LesionDetection", "LesionFROC", "SkeletonDice", "spacing_from_affine"]
+__all__ = ["LesionDetection", "LesionFROC", "SkeletonDice"]
