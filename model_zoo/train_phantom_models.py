@@ -104,16 +104,16 @@ def evaluate_skeleton(model: Any, cases: list[Any]) -> dict[str, float]:
     import numpy as np
 
     from sap.inference.predictor import Predictor
-    from sap.metrics.skeleton import skeleton_dice
+    from sap.metrics.segmentation import class_dice
 
     predictor = Predictor(model, memory_limit_bytes=None, batch_size=WINDOW_BATCH_SIZE)
     whole, regions = [], []
     for case in cases:
         prediction = predictor.predict(case)
         reference = np.asarray(nib.load(str(case.skeleton)).dataobj).astype(np.int64)
-        scores = skeleton_dice(prediction.labels, reference, model.recipe.labels)
-        whole.append(scores["skeleton"])
-        regions.append(scores["mean_region_dice"])
+        scores = class_dice(prediction.labels, reference, model.recipe.labels)
+        whole.append(scores["foreground"])
+        regions.append(scores["mean_class_dice"])
     return {
         "whole_skeleton_dice": round(float(np.mean(whole)), 4),
         "mean_region_dice": round(float(np.nanmean(regions)), 4),

@@ -1,30 +1,25 @@
 """sap.metrics: the SAP paper's clinical evaluation, exact and fast on whole-body volumes.
 
-Three ways in:
+Four ways in:
 
-- Lightning / torchmetrics: :class:`LesionDetection`, :class:`LesionFROC`,
-  :class:`SkeletonDice` (DDP-safe states).
+- Folders of NIfTI files: :func:`evaluate_folders` (tables, summary, files; what
+  ``sap evaluate`` runs), :func:`compare_folders`.
 - Python on arrays: :func:`evaluate_exams` (one call, summary dict), :class:`Evaluation`
   (exam by exam, tables + summary), :func:`evaluate_exam`, :func:`exam_froc`,
   :func:`froc_curve`, :func:`tune_threshold`, :func:`dice`, :func:`surface_dice`,
-  :func:`skeleton_dice`, :func:`icc_2_1`; statistics in :mod:`sap.metrics.stats`.
+  :func:`class_dice`, :func:`icc_2_1`; statistics in :mod:`sap.metrics.stats`.
+- Lightning / torchmetrics: :class:`LesionDetection`, :class:`LesionFROC`,
+  :class:`SkeletonDice` (DDP-safe states).
 - Command line: ``sap evaluate`` (:mod:`sap.cli.evaluate`).
 
-Conventions stated once (details in each module): spacings are in mm in *array-axis
-order*; connected components use 26-connectivity unless told; a reference lesion is
-detected when any predicted component overlaps it; the "large" subset is lesions (and
-false-positive components) of at least 1 mL; NSD is the boundary-voxel variant (MONAI
-default) with a 2 mm tolerance; FROC-AUC is not normalised (limits 15 and 4 FP per exam).
+Every definition (detection by any overlap, the ≥ 1 mL subset, Dice/NSD, FROC and its AUC
+limits, ICC(2,1), threshold tuning, statistics) and the known weaknesses are on one page:
+``docs/metrics.md``.
 """
 
 from __future__ import annotations
 
-from sap.metrics.components import (
-    CONNECTIVITIES,
-    DEFAULT_CONNECTIVITY,
-    label_components,
-    spacing_from_affine,
-)
+from sap.metrics.agreement import icc_2_1, volume_icc
 from sap.metrics.detection import (
     DetectionSettings,
     ExamResult,
@@ -34,17 +29,19 @@ from sap.metrics.detection import (
     precision,
     sensitivity,
 )
-from sap.metrics.evaluation import (
-    BootstrapSettings,
-    Evaluation,
-    evaluate_exams,
-    headline_metrics,
-)
+from sap.metrics.evaluation import Evaluation, evaluate_exams
+from sap.metrics.folders import FolderEvaluation, compare_folders, evaluate_folders
 from sap.metrics.froc import ExamFROC, FROCCurve, exam_froc, froc_auc, froc_curve
 from sap.metrics.overlap import NSD_VARIANTS, dice, surface_dice
-from sap.metrics.skeleton import skeleton_dice
+from sap.metrics.segmentation import class_dice
+from sap.metrics.summary import BootstrapSettings, headline_metrics
 from sap.metrics.threshold import ThresholdTuning, tune_threshold
-from sap.metrics.volume import icc_2_1, volume_icc
+from sap.volume import (
+    CONNECTIVITIES,
+    DEFAULT_CONNECTIVITY,
+    label_components,
+    spacing_from_affine,
+)
 
 # The torchmetrics classes load torch and torchmetrics (seconds); array users and the CLI's
 # --help should not pay for that, so they are imported on first use.
@@ -71,14 +68,18 @@ __all__ = [
     "ExamFROC",
     "ExamResult",
     "FROCCurve",
+    "FolderEvaluation",
     "LesionDetection",
     "LesionFROC",
     "LesionRecord",
     "SkeletonDice",
     "ThresholdTuning",
+    "class_dice",
+    "compare_folders",
     "dice",
     "evaluate_exam",
     "evaluate_exams",
+    "evaluate_folders",
     "exam_froc",
     "f_beta",
     "froc_auc",
@@ -88,7 +89,6 @@ __all__ = [
     "label_components",
     "precision",
     "sensitivity",
-    "skeleton_dice",
     "spacing_from_affine",
     "surface_dice",
     "tune_threshold",

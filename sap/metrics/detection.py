@@ -1,36 +1,9 @@
-"""Lesion detection and per-lesion segmentation quality for one exam, as in the SAP paper.
+"""Lesion detection and per-lesion segmentation quality of one exam, as in the SAP paper.
 
-Matching (Metrics Reloaded "any overlap", many-to-many):
-
-- lesions are the connected components of the reference mask, candidates the connected
-  components of the (binarised) prediction, both with the same ``connectivity``
-  (default 26: corner-touching voxels belong together; scipy's default would be 6);
-- a reference lesion is *detected* (TP) when any predicted component overlaps it by at
-  least one voxel, otherwise it is missed (FN);
-- a predicted component that overlaps no reference lesion is a false positive (FP).
-
-So a prediction bridging two lesions detects both, and a lesion split into two predicted
-components is one TP and no FP. Counts and ratios:
-
-- sensitivity = TP / (TP + FN), NaN for an exam without reference lesions;
-- precision = TP / (TP + FP), with TP counted on reference lesions (the same TP as in
-  sensitivity, so F-beta is a function of TP, FN and FP); NaN when TP + FP = 0;
-- F-beta = (1 + β²)·TP / ((1 + β²)·TP + β²·FN + FP), β = 2 by default (recall weighted
-  four times as much as precision); 1.0 when TP = FN = FP = 0 (nothing to find, nothing
-  found);
-- FP per exam = FP.
-
-The "large" subset (default ≥ 1 mL, the MET-RADS-P measurability limit, about a 12 mm
-sphere): sensitivity counts only reference lesions of at least ``min_volume_ml``
-(detected by a predicted component of *any* size); FP counts only predicted components of
-at least ``min_volume_ml`` that overlap no reference lesion (of any size). Volumes are
-voxel counts times the voxel volume from ``spacing_mm``; see
-:func:`sap.metrics.components.min_voxels_for_volume` for the boundary.
-
-Segmentation quality of a detected lesion: Dice and NSD of the lesion against the union
-of the predicted components that touch it (voxels of those components lying in another
-lesion count against it). End to end per exam: the mean over reference lesions of that
-Dice with missed lesions scored 0, and the global Dice of the whole masks.
+Reference lesions and predicted components (connected components, one connectivity) are
+matched by any overlap, many-to-many; each lesion gets its Dice and NSD against the union
+of the components touching it. Definitions of every count and ratio, the ≥ 1 mL subset
+and the known weakness of any-overlap matching: ``docs/metrics.md`` ("Detection").
 """
 
 from __future__ import annotations
@@ -41,21 +14,22 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from sap.metrics.components import (
-    DEFAULT_CONNECTIVITY,
-    as_mask,
-    check_connectivity,
-    check_spacing,
-    find_components,
-    min_voxels_for_volume,
-    voxel_volume_ml,
-)
 from sap.metrics.overlap import (
     DEFAULT_NSD_TOLERANCE_MM,
     _check_tolerance,
     _check_variant,
     dice_from_counts,
     surface_dice_in_crop,
+)
+from sap.volume import (
+    DEFAULT_CONNECTIVITY,
+    Components,
+    as_mask,
+    check_connectivity,
+    check_spacing,
+    find_components,
+    min_voxels_for_volume,
+    voxel_volume_ml,
 )
 
 
@@ -141,7 +115,7 @@ class LesionRecord:
 
 @dataclass(frozen=True)
 class ExamResult:
-    """Detection and segmentation results of one exam (see the module docstring)."""
+    """Detection and segmentation results of one exam (definitions: ``docs/metrics.md``)."""
 
     settings: DetectionSettings
     spacing_mm: tuple[float, float, float]
@@ -234,51 +208,13 @@ def evaluate_exam(
     min_voxels = min_voxels_for_volume(settings.min_volume_ml, spacing)
     ref_c = find_components(ref, settings.connectivity)
     pred_c = find_components(pred, settings.connectivity)
-
-    # Voxels in both masks, found by merging the two sorted foreground index lists: no pass
-    # over the full volume.
-    pos = np.searchsorted(pred_c.flat_index, ref_c.flat_index)
-    pos_clipped = np.minimum(pos, max(pred_c.flat_index.size - 1, 0))
-    hit = (
-        pred_c.flat_index[pos_clipped] == ref_c.flat_index
-        if pred_c.flat_index.size
-        else np.zeros(ref_c.flat_index.size, dtype=bool)
-    )
-    pair_key = ref_c.flat_label[hit] * (pred_c.count + 1) + pred_c.flat_label[pos_clipped[hit]]
-    keys, pair_voxels = np.unique(pair_key, return_counts=True)
-    pair_ref, pair_pred = np.divmod(keys, pred_c.count + 1)
-
-    matched_pred = np.zeros(pred_c.count + 1, dtype=bool)
-    matched_pred[pair_pred] = True
-    fp_labels = np.flatnonzero(~matched_pred[1:]) + 1
+    overlap = _Overlap.of(ref_c, pred_c)
+    fp_labels = np.flatnonzero(~overlap.matched_pred[1:]) + 1
     fp_voxels = pred_c.voxel_counts[fp_labels]
-
-    touch_starts = np.searchsorted(pair_ref, np.arange(ref_c.count + 2))
-    lesions = []
-    for label in range(1, ref_c.count + 1):
-        lo, hi = touch_starts[label], touch_starts[label + 1]
-        touching = pair_pred[lo:hi]
-        volume = int(ref_c.voxel_counts[label])
-        detected = touching.size > 0
-        lesion_dice = lesion_nsd = math.nan
-        if detected:
-            lesion_dice = dice_from_counts(
-                float(pair_voxels[lo:hi].sum()), float(pred_c.voxel_counts[touching].sum()), volume
-            )
-            if segmentation:
-                lesion_nsd = _lesion_nsd(label, touching, ref_c, pred_c, spacing, settings)
-        lesions.append(
-            LesionRecord(
-                lesion_id=label,
-                volume_ml=volume * voxel_ml,
-                centroid_voxel=tuple(float(c) for c in ref_c.centroid_voxel[label]),  # type: ignore[arg-type]
-                large=volume >= min_voxels,
-                detected=detected,
-                n_pred_components=int(touching.size),
-                dice=lesion_dice,
-                nsd=lesion_nsd,
-            )
-        )
+    lesions = tuple(
+        _lesion_record(label, overlap, ref_c, pred_c, spacing, settings, min_voxels, segmentation)
+        for label in range(1, ref_c.count + 1)
+    )
     n_large = sum(lesion.large for lesion in lesions)
     tp = sum(lesion.detected for lesion in lesions)
     tp_large = sum(lesion.detected and lesion.large for lesion in lesions)
@@ -289,7 +225,7 @@ def evaluate_exam(
         tp=tp,
         fn=ref_c.count - tp,
         n_pred_components=pred_c.count,
-        n_pred_matched=int(matched_pred[1:].sum()),
+        n_pred_matched=int(overlap.matched_pred[1:].sum()),
         fp=int(fp_labels.size),
         n_lesions_large=n_large,
         tp_large=tp_large,
@@ -297,17 +233,94 @@ def evaluate_exam(
         fp_large=int(np.count_nonzero(fp_voxels >= min_voxels)),
         ref_volume_ml=ref_c.flat_index.size * voxel_ml,
         pred_volume_ml=pred_c.flat_index.size * voxel_ml,
-        intersection_volume_ml=int(hit.sum()) * voxel_ml,
-        lesions=tuple(lesions),
+        intersection_volume_ml=overlap.n_voxels * voxel_ml,
+        lesions=lesions,
         fp_volumes_ml=tuple(float(v) * voxel_ml for v in fp_voxels),
+    )
+
+
+@dataclass(frozen=True)
+class _Overlap:
+    """Which predicted components touch which reference lesion, and by how many voxels.
+
+    Pairs are sorted by reference label; the pairs of lesion ``l`` are
+    ``slice(starts[l], starts[l + 1])``.
+    """
+
+    pair_pred: np.ndarray
+    pair_voxels: np.ndarray
+    starts: np.ndarray
+    matched_pred: np.ndarray
+    n_voxels: int
+
+    @classmethod
+    def of(cls, ref_c: Components, pred_c: Components) -> _Overlap:
+        # Voxels in both masks, found by merging the two sorted foreground index lists: no
+        # pass over the full volume.
+        pos = np.searchsorted(pred_c.flat_index, ref_c.flat_index)
+        pos_clipped = np.minimum(pos, max(pred_c.flat_index.size - 1, 0))
+        hit = (
+            pred_c.flat_index[pos_clipped] == ref_c.flat_index
+            if pred_c.flat_index.size
+            else np.zeros(ref_c.flat_index.size, dtype=bool)
+        )
+        pair_key = ref_c.flat_label[hit] * (pred_c.count + 1) + pred_c.flat_label[pos_clipped[hit]]
+        keys, pair_voxels = np.unique(pair_key, return_counts=True)
+        pair_ref, pair_pred = np.divmod(keys, pred_c.count + 1)
+        matched_pred = np.zeros(pred_c.count + 1, dtype=bool)
+        matched_pred[pair_pred] = True
+        return cls(
+            pair_pred=pair_pred,
+            pair_voxels=pair_voxels,
+            starts=np.searchsorted(pair_ref, np.arange(ref_c.count + 2)),
+            matched_pred=matched_pred,
+            n_voxels=int(hit.sum()),
+        )
+
+    def touching(self, label: int) -> tuple[np.ndarray, np.ndarray]:
+        """Predicted components touching lesion ``label`` and the voxels each shares with it."""
+        part = slice(self.starts[label], self.starts[label + 1])
+        return self.pair_pred[part], self.pair_voxels[part]
+
+
+def _lesion_record(
+    label: int,
+    overlap: _Overlap,
+    ref_c: Components,
+    pred_c: Components,
+    spacing: np.ndarray,
+    settings: DetectionSettings,
+    min_voxels: int,
+    segmentation: bool,
+) -> LesionRecord:
+    """Detection, Dice and NSD of reference lesion ``label``."""
+    touching, shared = overlap.touching(label)
+    volume = int(ref_c.voxel_counts[label])
+    detected = touching.size > 0
+    lesion_dice = lesion_nsd = math.nan
+    if detected:
+        lesion_dice = dice_from_counts(
+            float(shared.sum()), float(pred_c.voxel_counts[touching].sum()), volume
+        )
+        if segmentation:
+            lesion_nsd = _lesion_nsd(label, touching, ref_c, pred_c, spacing, settings)
+    return LesionRecord(
+        lesion_id=label,
+        volume_ml=volume * voxel_volume_ml(spacing),
+        centroid_voxel=tuple(float(c) for c in ref_c.centroid_voxel[label]),  # type: ignore[arg-type]
+        large=volume >= min_voxels,
+        detected=detected,
+        n_pred_components=int(touching.size),
+        dice=lesion_dice,
+        nsd=lesion_nsd,
     )
 
 
 def _lesion_nsd(
     label: int,
     touching: np.ndarray,
-    ref_c,
-    pred_c,
+    ref_c: Components,
+    pred_c: Components,
     spacing: np.ndarray,
     settings: DetectionSettings,
 ) -> float:

@@ -1,83 +1,25 @@
-"""The paper's whole evaluation of a set of exams, from Python: tables and one summary dict.
+"""Evaluate a set of exams from Python: per-lesion and per-exam tables and one summary dict.
 
-:class:`Evaluation` takes exams one at a time (so whole-body volumes never pile up in
-memory) and produces the per-lesion table, the per-exam table and a summary with medians
-and bootstrap CIs; :func:`evaluate_exams` is the one-call version for arrays in memory.
-
-Levels, as in the paper: per-patient numbers (sensitivity, precision, FP per exam, F2,
-per-patient mean lesion Dice with missed lesions 0, global Dice, and the same on the large
-subset) are summarised by their median over exams; Dice and NSD of detected lesions by their
-median over lesions. ``pooled`` gives the dataset-level counterpart (sums of counts over
-exams; FP per exam is the mean). ICC(2,1) compares total tumour volumes over exams. With
-probability maps the FROC and its AUC are added (see :mod:`sap.metrics.froc`).
+:class:`Evaluation` takes exams one at a time (whole-body volumes never pile up in memory);
+:func:`evaluate_exams` is the one-call version for arrays in memory. What each number means:
+``docs/metrics.md``.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
-from sap.metrics.detection import (
-    DetectionSettings,
-    ExamResult,
-    evaluate_exam,
-    f_beta,
-    precision,
-    sensitivity,
+from sap.metrics.detection import DetectionSettings, ExamResult, evaluate_exam
+from sap.metrics.froc import DEFAULT_MIN_PROB, ExamFROC, exam_froc
+from sap.metrics.summary import (
+    DEFAULT_BOOTSTRAP,
+    BootstrapSettings,
+    froc_summary,
+    json_ready,
+    summarise,
 )
-from sap.metrics.froc import (
-    DEFAULT_MAX_FP_PER_EXAM,
-    DEFAULT_MAX_FP_PER_EXAM_LARGE,
-    DEFAULT_MIN_PROB,
-    ExamFROC,
-    exam_froc,
-    froc_curve,
-)
-from sap.metrics.stats import (
-    DEFAULT_CONFIDENCE_LEVEL,
-    DEFAULT_N_RESAMPLES,
-    DEFAULT_SEED,
-    median_ci,
-)
-from sap.metrics.volume import volume_icc
-
-#: Version of the summary layout, written into every summary.
-SUMMARY_FORMAT = 1
-
-#: Per-exam metrics summarised by their median over exams: summary name -> per-exam column.
-EXAM_METRICS: dict[str, str] = {
-    "sensitivity": "sensitivity",
-    "precision": "precision",
-    "fp_per_exam": "fp",
-    "f_beta": "f_beta",
-    "mean_lesion_dice": "mean_lesion_dice",
-    "global_dice": "global_dice",
-    "sensitivity_large": "sensitivity_large",
-    "precision_large": "precision_large",
-    "fp_per_exam_large": "fp_large",
-    "f_beta_large": "f_beta_large",
-    "ref_volume_ml": "ref_volume_ml",
-    "pred_volume_ml": "pred_volume_ml",
-}
-
-#: Per-lesion metrics over detected lesions: summary name -> per-lesion column.
-LESION_METRICS: dict[str, str] = {"dice_detected": "dice", "nsd_detected": "nsd"}
-
-
-@dataclass(frozen=True)
-class BootstrapSettings:
-    """How medians get their confidence intervals (paper: 1000 resamples, 95 %)."""
-
-    n_resamples: int = DEFAULT_N_RESAMPLES
-    confidence_level: float = DEFAULT_CONFIDENCE_LEVEL
-    seed: int = DEFAULT_SEED
-
-
-#: The paper's bootstrap: 1000 resamples, 95 % percentile interval, seed 0.
-DEFAULT_BOOTSTRAP = BootstrapSettings()
 
 
 class Evaluation:
@@ -215,125 +157,7 @@ class Evaluation:
             summary["froc"] = froc_summary(
                 [self.frocs[c] for c in self.case_ids if c in self.frocs]
             )
-        return _json_ready(summary)
-
-
-def summarise(
-    exam_rows: Sequence[dict],
-    lesion_rows: Sequence[dict],
-    settings: DetectionSettings,
-    bootstrap: BootstrapSettings | None = DEFAULT_BOOTSTRAP,
-) -> dict:
-    """Summary dict from per-exam and per-lesion rows (see the module docstring)."""
-    columns = {
-        key: np.asarray([row[key] for row in exam_rows], dtype=np.float64)
-        for key in exam_rows[0]
-        if key != "case_id"
-    }
-    totals = {
-        key: float(np.nansum(columns[key]))
-        for key in ("tp", "fn", "fp", "tp_large", "fn_large", "fp_large")
-    }
-    n_exams = len(exam_rows)
-    pooled = {
-        "sensitivity": sensitivity(totals["tp"], totals["fn"]),
-        "precision": precision(totals["tp"], totals["fp"]),
-        "fp_per_exam": totals["fp"] / n_exams,
-        "f_beta": f_beta(totals["tp"], totals["fn"], totals["fp"], settings.beta),
-        "sensitivity_large": sensitivity(totals["tp_large"], totals["fn_large"]),
-        "precision_large": precision(totals["tp_large"], totals["fp_large"]),
-        "fp_per_exam_large": totals["fp_large"] / n_exams,
-        "f_beta_large": f_beta(
-            totals["tp_large"], totals["fn_large"], totals["fp_large"], settings.beta
-        ),
-        "global_dice": _pooled_dice(columns),
-        "mean_lesion_dice": _mean_or_nan(
-            [row["dice"] if row["detected"] else 0.0 for row in lesion_rows]
-        ),
-        "ref_volume_ml": float(np.sum(columns["ref_volume_ml"])),
-        "pred_volume_ml": float(np.sum(columns["pred_volume_ml"])),
-    }
-    metrics: dict[str, dict] = {}
-    for name, column in EXAM_METRICS.items():
-        values = columns[column]
-        metrics[name] = _describe(values, "exam", bootstrap) | {"pooled": pooled[name]}
-    detected = [row for row in lesion_rows if row["detected"]]
-    for name, column in LESION_METRICS.items():
-        values = np.asarray([row[column] for row in detected], dtype=np.float64)
-        metrics[name] = _describe(values, "lesion", bootstrap) | {"pooled": _mean_or_nan(values)}
-    case_ids = [str(row["case_id"]) for row in exam_rows]
-    return {
-        "format": SUMMARY_FORMAT,
-        "settings": settings.to_dict()
-        | {"bootstrap": None if bootstrap is None else vars(bootstrap).copy()},
-        "n_exams": n_exams,
-        "n_lesions": int(totals["tp"] + totals["fn"]),
-        "n_lesions_large": int(totals["tp_large"] + totals["fn_large"]),
-        "n_detected": int(totals["tp"]),
-        "metrics": metrics,
-        "icc_2_1_total_volume": volume_icc(columns["ref_volume_ml"], columns["pred_volume_ml"]),
-        "per_exam": {
-            case_id: {name: float(columns[column][i]) for name, column in EXAM_METRICS.items()}
-            for i, case_id in enumerate(case_ids)
-        },
-        "per_lesion": {
-            name: [float(row[column]) for row in detected]
-            for name, column in LESION_METRICS.items()
-        },
-    }
-
-
-def headline_metrics(summary: dict, statistic: str = "median") -> dict[str, float | None]:
-    """Flat ``{metric: value}`` view of a summary, for tables and logs.
-
-    Args:
-        summary: a summary from :func:`evaluate_exams` / :meth:`Evaluation.summary`.
-        statistic: ``"median"`` (the paper's), ``"mean"`` or ``"pooled"``.
-
-    Keys: every entry of ``summary["metrics"]`` (``sensitivity``, ``precision``,
-    ``fp_per_exam``, ``f_beta``, ``dice_detected``, ``nsd_detected``, ``mean_lesion_dice``,
-    ``global_dice``, the ``*_large`` subset, volumes), plus ``icc_2_1_total_volume`` and,
-    with probability maps, ``froc_auc`` and ``froc_auc_large``. Undefined values are None.
-    """
-    if statistic not in ("median", "mean", "pooled"):
-        raise ValueError(f"statistic must be 'median', 'mean' or 'pooled', got {statistic!r}.")
-    flat: dict[str, float | None] = {
-        name: _none_if_nan(stats.get(statistic)) for name, stats in summary["metrics"].items()
-    }
-    flat["icc_2_1_total_volume"] = _none_if_nan(summary.get("icc_2_1_total_volume"))
-    if "froc" in summary:
-        flat["froc_auc"] = _none_if_nan(summary["froc"]["auc"])
-        flat["froc_auc_large"] = _none_if_nan(summary["froc"]["auc_large"])
-    return flat
-
-
-def _none_if_nan(value: object) -> float | None:
-    if value is None:
-        return None
-    value = float(value)  # type: ignore[arg-type]
-    return None if math.isnan(value) else value
-
-
-def froc_summary(
-    exams: Sequence[ExamFROC],
-    max_fp_per_exam: float = DEFAULT_MAX_FP_PER_EXAM,
-    max_fp_per_exam_large: float = DEFAULT_MAX_FP_PER_EXAM_LARGE,
-) -> dict:
-    """FROC curves (all lesions and large subset) with AUCs, as a JSON-ready dict."""
-    curve = froc_curve(exams)
-    curve_large = froc_curve(exams, large=True)
-    return {
-        "auc": curve.auc(max_fp_per_exam),
-        "auc_normalised": curve.auc(max_fp_per_exam) / max_fp_per_exam,
-        "max_fp_per_exam": max_fp_per_exam,
-        "extended": curve.extended(max_fp_per_exam),
-        "auc_large": curve_large.auc(max_fp_per_exam_large),
-        "auc_large_normalised": curve_large.auc(max_fp_per_exam_large) / max_fp_per_exam_large,
-        "max_fp_per_exam_large": max_fp_per_exam_large,
-        "extended_large": curve_large.extended(max_fp_per_exam_large),
-        "curve": curve.to_dict(),
-        "curve_large": curve_large.to_dict(),
-    }
+        return json_ready(summary)
 
 
 def evaluate_exams(
@@ -413,52 +237,4 @@ def _as_array(value: object) -> np.ndarray:
     return np.asarray(value)
 
 
-def _describe(values: np.ndarray, level: str, bootstrap: BootstrapSettings | None) -> dict:
-    if bootstrap is None:
-        ci = median_ci(values, n_resamples=0)
-    else:
-        ci = median_ci(
-            values,
-            n_resamples=bootstrap.n_resamples,
-            confidence_level=bootstrap.confidence_level,
-            seed=bootstrap.seed,
-        )
-    return {"level": level, **ci.to_dict(), "mean": _mean_or_nan(values)}
-
-
-def _mean_or_nan(values: Sequence[float] | np.ndarray) -> float:
-    x = np.asarray(values, dtype=np.float64)
-    x = x[np.isfinite(x)]
-    return float(x.mean()) if x.size else math.nan
-
-
-def _pooled_dice(columns: dict[str, np.ndarray]) -> float:
-    total = columns["ref_volume_ml"].sum() + columns["pred_volume_ml"].sum()
-    return float(2 * columns["intersection_volume_ml"].sum() / total) if total else 1.0
-
-
-def _json_ready(value: object) -> object:
-    """Replace NaN/inf by None and numpy scalars by Python ones, recursively."""
-    if isinstance(value, dict):
-        return {str(k): _json_ready(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_ready(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-__all__ = [
-    "EXAM_METRICS",
-    "LESION_METRICS",
-    "SUMMARY_FORMAT",
-    "DEFAULT_BOOTSTRAP",
-    "BootstrapSettings",
-    "Evaluation",
-    "evaluate_exams",
-    "froc_summary",
-    "headline_metrics",
-    "summarise",
-]
+__all__ = ["Evaluation", "evaluate_exams"]

@@ -1,35 +1,9 @@
 """FROC: lesion sensitivity against false positives per exam while the threshold sweeps.
 
-At threshold t the prediction is ``prob >= t`` and lesions are matched as in
-:mod:`sap.metrics.detection` (any overlap, connected components with the same
-connectivity). Two facts make the sweep exact and fast:
-
-- a reference lesion is detected at t iff the highest probability inside it is ``>= t``
-  (that voxel belongs to a predicted component which overlaps the lesion), so one maximum
-  per lesion gives its detection at every threshold;
-- the false-positive count at every threshold comes from one merge tree of the
-  probability map (:mod:`sap.metrics.component_tree`), not from relabelling per threshold.
-
-So the curve is exact at every threshold ``>= min_prob`` (default 0.01; voxels below it
-are never candidates). Pooling over exams: sensitivity = detected lesions / all lesions
-(lesion level), FP per exam = all false positives / number of exams.
-
-FROC-AUC (not normalised, as the paper: 7.10 at 15 FPPI): the curve need not be monotone
-(lowering the threshold can merge false positives into a lesion), so we integrate its upper
-envelope S(x) = the best sensitivity among thresholds with FP per exam ``<= x``: a
-non-decreasing step function, integrated exactly (no interpolation between operating
-points, which no threshold could realise) over [0, limit]. Beyond the largest FP per exam
-reached at ``min_prob`` the curve is extended flat at its last sensitivity up to the limit
-(``extended`` says when that happened). The point (0, 0) (threshold above every
-probability) is always on the curve. Limits: 15 FP per exam for all lesions, 4 for the
-≥ 1 mL subset. ``auc / limit`` is the mean sensitivity over [0, limit].
-
-A caveat of any-overlap matching, visible on smooth maps: at a low enough threshold false
-positives merge into the components of real lesions and stop counting, so the curve can
-reach high sensitivity with *fewer* false positives, and the envelope takes that point.
-That is the definition, not a bug; ``min_prob`` (the lowest threshold you would deploy)
-bounds it, and :func:`sap.metrics.plots.plot_froc` draws every operating point so it is
-seen.
+Exact at every threshold ``>= min_prob``: one maximum per lesion gives its detection, one
+merge tree of the probability map (:mod:`sap.metrics.false_positives`) the false-positive
+counts. The AUC integrates the curve's upper envelope up to 15 FP per exam (4 for the
+≥ 1 mL subset), not normalised. Definitions and caveats: ``docs/metrics.md`` ("FROC").
 """
 
 from __future__ import annotations
@@ -40,8 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sap.metrics.component_tree import count_at, false_positive_events
-from sap.metrics.components import (
+from sap.metrics.false_positives import count_at, false_positive_events
+from sap.volume import (
     DEFAULT_CONNECTIVITY,
     as_mask,
     check_connectivity,
@@ -67,7 +41,7 @@ class ExamFROC:
         lesion_volume_ml: volume of each reference lesion.
         lesion_large: volume ≥ ``min_volume_ml``.
         fp_values, fp_deltas: events of the false-positive count (see
-            :class:`sap.metrics.component_tree.FalsePositiveEvents`).
+            :class:`sap.metrics.false_positives.FalsePositiveEvents`).
         fp_large_values, fp_large_deltas: the same for predicted components ≥ ``min_volume_ml``.
         min_prob: lowest exact threshold.
         connectivity, min_volume_ml: the settings used.

@@ -1,32 +1,9 @@
 """Voxel overlap (Dice) and boundary agreement (normalised surface Dice) of two binary masks.
 
-Spacing: every function takes ``spacing_mm`` in *array-axis order*: the voxel size along
-axis 0, 1 and 2 of the arrays you pass (for a NIfTI loaded with nibabel, the column norms
-of the affine's 3x3 part, i.e. ``header.get_zooms()[:3]``), not in x/y/z scanner order.
-
-Empty masks (a convention, so every number is defined):
-
-- both masks empty: Dice = NSD = 1.0, because nothing was to be found and nothing was
-  found, and a healthy exam must not be punished for a correct empty prediction;
-- exactly one mask empty: Dice = NSD = 0.0.
-
-MONAI returns NaN for "both empty" instead; the lesion metrics never meet that case (a
-reference lesion is never empty), only whole-exam numbers on healthy exams do.
-
-Two normalised-surface-Dice families exist, and they differ a lot on thin objects and at
-thick slices:
-
-- ``variant="boundary"`` (default) counts *boundary voxels*: the voxels of a mask with at
-  least one face-neighbour outside it (6-connected erosion, outside the image counts as
-  outside). NSD = (number of predicted boundary voxels within ``tolerance_mm`` of the
-  reference boundary + the same the other way round) / (all boundary voxels of both).
-  Distances are exact Euclidean distances in mm between voxel centres. This is MONAI's
-  ``compute_surface_dice`` default (``use_subvoxels=False``) and the Metrics Reloaded
-  definition; the SAP reference code is MONAI-based, hence the default. Our own
-  implementation (cropped, scipy distance transform) is checked against MONAI in the tests.
-- ``variant="area"`` weights each boundary element by its surface area (the original
-  surface-distance formulation of Nikolov et al., DeepMind's ``surface-distance``; MONAI
-  ``use_subvoxels=True``). We delegate it to MONAI.
+``spacing_mm`` is in array-axis order. Both masks empty: 1.0; one empty: 0.0. NSD has two
+variants, ``"boundary"`` (boundary-voxel counting, MONAI's default, ours) and ``"area"``
+(surface-area weighted, delegated to MONAI). Definitions: ``docs/metrics.md``
+("Segmentation quality").
 """
 
 from __future__ import annotations
@@ -37,9 +14,9 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import ndimage
 
-from sap.metrics.components import as_mask, check_spacing
+from sap.volume import as_mask, check_spacing
 
-#: Names of the normalised-surface-Dice variants (see the module docstring).
+#: Names of the normalised-surface-Dice variants (``docs/metrics.md``, "Normalised surface Dice").
 NSD_VARIANTS: tuple[str, ...] = ("boundary", "area")
 
 #: Default NSD tolerance in mm. The paper does not state its tolerance; 2 mm is about two
@@ -62,7 +39,7 @@ def dice_from_counts(intersection: float, pred_volume: float, ref_volume: float)
 
 
 def dice(pred_mask: object, ref_mask: object) -> float:
-    """Dice coefficient of two binary 3D masks (see the module docstring for empty masks).
+    """Dice coefficient of two binary 3D masks (both empty: 1.0, one empty: 0.0).
 
     >>> import numpy as np
     >>> a = np.zeros((4, 4, 4), bool); a[:2] = True
@@ -99,7 +76,7 @@ def surface_dice(
         tolerance_mm: boundary elements closer than this (inclusive) to the other boundary
             count as correct.
         variant: ``"boundary"`` (boundary-voxel counting, MONAI default) or ``"area"``
-            (surface-area weighted, MONAI ``use_subvoxels=True``); see the module docstring.
+            (surface-area weighted, MONAI ``use_subvoxels=True``); see ``docs/metrics.md``.
 
     Returns:
         NSD in [0, 1]; 1.0 when both masks are empty, 0.0 when exactly one is.

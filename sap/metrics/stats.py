@@ -1,17 +1,8 @@
-"""Statistics of the paper's protocol, with scipy: medians with bootstrap confidence
-intervals, paired and unpaired rank tests, Bonferroni correction.
+"""Statistics of the paper's protocol, with scipy: bootstrap medians, rank tests, Bonferroni.
 
-- :func:`median_ci`: median with a percentile bootstrap CI (1000 resamples, 95 %, seeded).
-  Percentile rather than BCa: BCa's jackknife is degenerate for the median of data with
-  many ties (sensitivities of 0 and 1), the percentile interval is always defined.
-- :func:`wilcoxon_paired`: Wilcoxon signed-rank test on per-patient values of two models
-  (same patients).
-- :func:`mann_whitney`: Mann-Whitney U test on lesion-level values (the sets of detected
-  lesions differ between models, so they are not paired).
-- :func:`bonferroni`: p-values multiplied by the number of tests, capped at 1.
-
-NaN values (undefined per-patient numbers, e.g. sensitivity without lesions) are dropped,
-pairwise for the paired test.
+Percentile-bootstrap CIs of medians, Wilcoxon signed-rank for paired per-patient values,
+Mann-Whitney U for lesion-level values; NaN values are dropped (pairwise when paired).
+Choices and reasons: ``docs/metrics.md`` ("Statistics").
 """
 
 from __future__ import annotations

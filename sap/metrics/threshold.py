@@ -1,19 +1,8 @@
-"""Choose the binarisation threshold that maximises patient-level F-beta on a tuning set.
+"""Choose the binarisation threshold that maximises mean patient-level F-beta on a tuning fold.
 
-As in the paper: the threshold is chosen once, on a fixed tuning fold, to maximise F2
-computed per patient (lesion-level TP, FN, FP of that patient, see
-:mod:`sap.metrics.detection`) and averaged over the patients of the fold; then it is frozen
-for every test fold.
-
-Candidates, by default, are *all* thresholds at which some patient's counts change (from
-the exact per-exam FROC ingredients of :func:`sap.metrics.froc.exam_froc`), so no better
-threshold exists between grid points. Counts are constant between two consecutive event
-values, so each candidate is reported as the midpoint of its interval: binarising with
-``prob >= threshold`` or ``prob > threshold`` then gives the same lesion counts.
-
-Aggregation: ``"mean"`` (default) of the per-patient F-beta. The median of a small tuning
-fold is flat over wide ranges and ties often; the mean uses every patient. Ties are broken
-towards the highest threshold (the smallest masks with the same score).
+Candidates are all thresholds at which some patient's counts change (from the FROC
+ingredients of :func:`sap.metrics.froc.exam_froc`), each reported mid-interval; ties go to
+the highest threshold. Definition: ``docs/metrics.md`` ("Threshold tuning").
 """
 
 from __future__ import annotations

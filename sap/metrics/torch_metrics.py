@@ -18,9 +18,7 @@ from torchmetrics import Metric
 from torchmetrics.utilities.data import dim_zero_cat
 
 from sap.labels import SKELETON_LABELS
-from sap.metrics.components import spacing_from_affine
 from sap.metrics.detection import DetectionSettings, evaluate_exam
-from sap.metrics.evaluation import summarise
 from sap.metrics.froc import (
     DEFAULT_MAX_FP_PER_EXAM,
     DEFAULT_MAX_FP_PER_EXAM_LARGE,
@@ -30,7 +28,8 @@ from sap.metrics.froc import (
     pooled_froc_curve,
 )
 from sap.metrics.overlap import DEFAULT_NSD_TOLERANCE_MM
-from sap.metrics.skeleton import confusion_matrix, dice_from_confusion
+from sap.metrics.segmentation import confusion_matrix, dice_from_confusion
+from sap.metrics.summary import summarise
 
 #: Columns of the per-exam rows kept by :class:`LesionDetection` (see ExamResult.metrics).
 EXAM_COLUMNS: tuple[str, ...] = (
@@ -337,8 +336,10 @@ class SkeletonDice(Metric):
         label_names: class names, index 0 background (default: the 10 skeleton labels).
 
     ``update(preds, target)`` takes label maps (argmax already taken) shaped like the
-    inputs of :class:`LesionDetection`. ``compute()`` returns ``dice_<region>`` per region,
-    ``mean_region_dice`` and ``skeleton_dice`` (NaN for a region absent everywhere).
+    inputs of :class:`LesionDetection`. ``compute()`` returns the numbers of
+    :func:`sap.metrics.class_dice` on the summed confusion matrix, under skeleton names:
+    ``dice_<region>`` per region, ``mean_region_dice`` (``mean_class_dice``) and
+    ``skeleton_dice`` (``foreground``); NaN for a region absent everywhere.
     """
 
     is_differentiable = False
@@ -362,15 +363,10 @@ class SkeletonDice(Metric):
     def compute(self) -> dict[str, torch.Tensor]:
         """Dice values (see the class docstring)."""
         result = dice_from_confusion(self.confusion.cpu().numpy(), self.label_names)
-        out = {}
-        for name, value in result.items():
-            key = (
-                name
-                if name == "mean_region_dice"
-                else ("skeleton_dice" if name == "skeleton" else f"dice_{name}")
-            )
-            out[key] = torch.tensor(value, dtype=torch.float64)
-        return out
+        out = {f"dice_{name}": result[name] for name in self.label_names[1:]}
+        out["mean_region_dice"] = result["mean_class_dice"]
+        out["skeleton_dice"] = result["foreground"]
+        return {key: torch.tensor(value, dtype=torch.float64) for key, value in out.items()}
 
 
-__all__ = ["LesionDetection", "LesionFROC", "SkeletonDice", "spacing_from_affine"]
+__all__ = ["LesionDetection", "LesionFROC", "SkeletonDice"]

@@ -22,7 +22,7 @@ from monai.inferers import sliding_window_inference
 from monai.losses import DiceCELoss
 
 from sap.backbones import SegmentationBackbone, build_backbone
-from sap.metrics.skeleton import skeleton_dice
+from sap.metrics.segmentation import class_dice
 from sap.recipe import ModelRecipe, TaskName
 
 OptimizerName = Literal["adam", "adamw"]
@@ -215,7 +215,7 @@ class SegmentationTask(L.LightningModule):
         # Dice ("whole skeleton" for anatomy, "lesion" for lesions); classes absent from both
         # prediction and reference are NaN and not logged.
         for predicted, reference in zip(prediction.cpu(), label.cpu(), strict=True):
-            scores = skeleton_dice(predicted, reference, self.labels)
+            scores = class_dice(predicted, reference, self.labels)
             for name in self.labels[1:]:
                 if not math.isnan(scores[name]):
                     self.log(
@@ -225,10 +225,10 @@ class SegmentationTask(L.LightningModule):
                         batch_size=1,
                         sync_dist=True,
                     )
-            if not math.isnan(scores["skeleton"]):
+            if not math.isnan(scores["foreground"]):
                 self.log(
                     f"{stage}/dice_foreground",
-                    scores["skeleton"],
+                    scores["foreground"],
                     prog_bar=True,
                     on_epoch=True,
                     batch_size=1,

@@ -6,13 +6,12 @@ import argparse
 import csv
 import json
 
-import nibabel as nib
 import numpy as np
 import pytest
+from scipy import stats as scipy_stats
 
 from sap.cli.evaluate import add_parser
-
-AFFINE = np.diag([1.5, 1.5, 2.0, 1.0])
+from tests.helpers.metrics import AFFINE, save_nifti, two_lesions, write_study
 
 
 def run_cli(argv: list[str]) -> int:
@@ -22,39 +21,15 @@ def run_cli(argv: list[str]) -> int:
     return args.func(args)
 
 
-def save(path, array, affine=AFFINE):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    nib.save(nib.Nifti1Image(np.asarray(array), affine), str(path))
-
-
-def lesions(shape=(16, 16, 12)):
-    """Two lesions: a 4x4x4 cube (0.288 mL) and a 2x2x2 cube."""
-    ref = np.zeros(shape, np.uint8)
-    ref[2:6, 2:6, 2:6] = 1
-    ref[10:12, 10:12, 8:10] = 1
-    return ref
-
-
 @pytest.fixture
 def study(tmp_path):
-    """References for 3 cases + 1 healthy; binary predictions in both layouts; probabilities."""
-    ref = lesions()
-    for case in ("case_a", "case_b", "case_c"):
-        save(tmp_path / "ref" / case / "lesion.nii.gz", ref)
-    (tmp_path / "ref" / "healthy_000").mkdir()
-    found_first = np.zeros_like(ref)
-    found_first[2:6, 2:6, 2:6] = 1  # detects lesion 1 perfectly, misses lesion 2
-    fp = found_first.copy()
-    fp[12:14, 2:4, 2:4] = 1  # plus a false positive
-    save(tmp_path / "pred" / "case_a.nii.gz", found_first)
-    save(tmp_path / "pred" / "case_b" / "lesion.nii.gz", ref)
-    save(tmp_path / "pred" / "case_c.nii.gz", fp)
-    for case, scale in (("case_a", 0.9), ("case_b", 0.7), ("case_c", 0.5)):
-        prob = np.where(ref > 0, scale, 0.0).astype(np.float32)
-        prob[12:14, 2:4, 2:4] = 0.6
-        save(tmp_path / "prob" / case / "lesion_probability.nii.gz", prob)
-        save(tmp_path / "tune" / f"{case}.nii.gz", prob)
-    return tmp_path
+    return write_study(tmp_path)
+
+
+def evaluate(study, pred: str, out: str, *options: str) -> int:
+    """``sap evaluate --pred STUDY/pred --ref STUDY/ref --out STUDY/out OPTIONS``."""
+    paths = ["--pred", str(study / pred), "--ref", str(study / "ref"), "--out", str(study / out)]
+    return run_cli([*paths, *options])
 
 
 def read_csv(path):
@@ -64,20 +39,7 @@ def read_csv(path):
 
 def test_evaluate_binary_predictions_writes_tables_summary_and_plots(study, capsys):
     out = study / "out"
-    rc = run_cli(
-        [
-            "--pred",
-            str(study / "pred"),
-            "--ref",
-            str(study / "ref"),
-            "--out",
-            str(out),
-            "--bootstrap",
-            "50",
-            "--no-progress",
-        ]
-    )
-    assert rc == 0
+    assert evaluate(study, "pred", "out", "--bootstrap", "50", "--no-progress") == 0
     assert {p.name for p in out.iterdir()} >= {
         "per_lesion.csv",
         "per_exam.csv",
@@ -108,11 +70,13 @@ def test_evaluate_binary_predictions_writes_tables_summary_and_plots(study, caps
     assert "sensitivity, all lesions" in printed and "0.50" in printed
 
 
-def test_evaluate_probabilities_with_a_tuned_threshold(study):
+def test_evaluate_probabilities_with_a_tuned_threshold(study, capsys):
     out = study / "out_prob"
-    argv = ["--pred", str(study / "prob"), "--ref", str(study / "ref"), "--out", str(out), "--prob"]
-    argv += ["--tune-on", str(study / "tune"), "--bootstrap", "0", "--no-plots", "--no-progress"]
-    assert run_cli(argv) == 0
+    options = ["--prob", "--tune-on", str(study / "tune"), "--bootstrap", "0", "--no-plots"]
+    assert evaluate(study, "prob", "out_prob", *options, "--no-progress") == 0
+    printed = capsys.readouterr()
+    assert "sap evaluate: warning: 3 tuning case(s) are also evaluated" in printed.err
+    assert "threshold: 0.255 (tuned)" in printed.out
     summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
     tuning = summary["threshold_tuning"]
     # Lesions peak at 0.9 / 0.7 / 0.5, the false positive at 0.6 in every case: the best
@@ -120,24 +84,17 @@ def test_evaluate_probabilities_with_a_tuned_threshold(study):
     assert tuning["threshold"] == pytest.approx((0.5 + 0.01) / 2)
     assert summary["settings"]["threshold"] == pytest.approx(tuning["threshold"])
     assert summary["metrics"]["sensitivity"]["median"] == 1.0
-    assert summary["froc"]["auc"] > 0 and summary["froc"]["max_fp_per_exam"] == 15
+    # Sensitivity 4/6 at 0 FP per exam (t in (0.6, 0.7]), 6/6 at 1 (t <= 0.5): the envelope
+    # integrates to 4/6 * 1 + 1 * 14 up to 15 FP per exam.
+    assert summary["froc"]["auc"] == pytest.approx(4 / 6 + 14)
+    assert summary["froc"]["max_fp_per_exam"] == 15
     assert (out / "threshold_tuning.csv").read_text(encoding="utf-8").startswith("threshold,")
 
 
 def test_compare_prints_the_paper_table_with_p_values(study, capsys):
-    for name, pred in (("model_a", "pred"), ("model_b", "prob")):
-        argv = [
-            "--pred",
-            str(study / pred),
-            "--ref",
-            str(study / "ref"),
-            "--out",
-            str(study / name),
-        ]
-        argv += ["--bootstrap", "0", "--no-plots", "--no-progress"]
-        if pred == "prob":
-            argv += ["--prob", "--threshold", "0.65"]
-        assert run_cli(argv) == 0
+    options = ["--bootstrap", "0", "--no-plots", "--no-progress"]
+    assert evaluate(study, "pred", "model_a", *options) == 0
+    assert evaluate(study, "prob", "model_b", *options, "--prob", "--threshold", "0.65") == 0
     capsys.readouterr()
     rc = run_cli(
         [
@@ -154,14 +111,15 @@ def test_compare_prints_the_paper_table_with_p_values(study, capsys):
     assert "Dice, detected lesions" in table and "ICC(2,1)" in table
     rows = json.loads((study / "cmp" / "comparison.json").read_text(encoding="utf-8"))
     sensitivity = next(r for r in rows if r["metric"] == "sensitivity")
-    assert 0 <= sensitivity["p_model_b_bonferroni"] <= 1
+    # Per-patient sensitivities: model_a (a, b, c) = 0.5, 1, 0.5; model_b at 0.65 = 1, 1, 0.
+    assert sensitivity["model_a"][0] == 0.5 and sensitivity["model_b"][0] == 1.0
+    expected = scipy_stats.wilcoxon([0.5, 1.0, 0.5], [1.0, 1.0, 0.0]).pvalue
+    assert sensitivity["p_model_b_bonferroni"] == pytest.approx(expected)
 
 
 def test_missing_prediction_names_the_case(study, capsys):
     (study / "pred" / "case_a.nii.gz").unlink()
-    rc = run_cli(
-        ["--pred", str(study / "pred"), "--ref", str(study / "ref"), "--out", str(study / "o")]
-    )
+    rc = evaluate(study, "pred", "o")
     assert rc == 1
     assert "case_a" in capsys.readouterr().err
 
@@ -169,55 +127,36 @@ def test_missing_prediction_names_the_case(study, capsys):
 def test_grid_mismatch_names_the_case(study, capsys):
     shifted = AFFINE.copy()
     shifted[0, 3] = 3.0  # two voxels off
-    save(study / "pred" / "case_a.nii.gz", lesions(), shifted)
-    rc = run_cli(
-        [
-            "--pred",
-            str(study / "pred"),
-            "--ref",
-            str(study / "ref"),
-            "--out",
-            str(study / "o"),
-            "--no-progress",
-        ]
-    )
+    save_nifti(study / "pred" / "case_a.nii.gz", two_lesions(), shifted)
+    rc = evaluate(study, "pred", "o", "--no-progress")
     assert rc == 1
     err = capsys.readouterr().err
     assert "case_a" in err and "different affines" in err
 
 
 def test_probability_maps_need_the_prob_flag(study, capsys):
-    save(study / "pred" / "case_a.nii.gz", lesions() * np.float32(0.7))
-    rc = run_cli(
-        [
-            "--pred",
-            str(study / "pred"),
-            "--ref",
-            str(study / "ref"),
-            "--out",
-            str(study / "o"),
-            "--no-progress",
-        ]
-    )
+    save_nifti(study / "pred" / "case_a.nii.gz", two_lesions() * np.float32(0.7))
+    rc = evaluate(study, "pred", "o", "--no-progress")
     assert rc == 1
     assert "--prob" in capsys.readouterr().err
 
 
-def test_required_options_are_reported(capsys):
+def test_required_options_and_flag_combinations_are_reported(capsys):
     assert run_cli(["--pred", "x"]) == 2
     assert "--ref, --out required" in capsys.readouterr().err
+    assert run_cli(["--pred", "x", "--ref", "y", "--out", "z", "--threshold", "0.3"]) == 2
+    assert "--threshold applies to probability maps" in capsys.readouterr().err
+    assert run_cli(["compare", "a.json", "b.json", "--names", "only_one"]) == 2
+    assert "got 1 names for 2 summaries" in capsys.readouterr().err
 
 
 def test_healthy_cases_can_be_scored_as_lesion_free_exams(study):
-    fp_only = np.zeros((16, 16, 12), np.uint8)
+    fp_only = np.zeros(two_lesions().shape, np.uint8)
     fp_only[1:3, 1:3, 1:3] = 1
-    save(study / "pred" / "healthy_000.nii.gz", fp_only)
+    save_nifti(study / "pred" / "healthy_000.nii.gz", fp_only)
     out = study / "out_healthy"
-    argv = ["--pred", str(study / "pred"), "--ref", str(study / "ref"), "--out", str(out)]
-    assert (
-        run_cli([*argv, "--healthy-as-empty", "--bootstrap", "0", "--no-plots", "--no-progress"])
-        == 0
-    )
+    options = ["--healthy-as-empty", "--bootstrap", "0", "--no-plots", "--no-progress"]
+    assert evaluate(study, "pred", "out_healthy", *options) == 0
     summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
     assert summary["n_exams"] == 4 and summary["skipped_cases"] == []
     healthy = summary["per_exam"]["healthy_000"]

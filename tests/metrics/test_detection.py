@@ -9,8 +9,8 @@ import pytest
 from scipy import ndimage
 
 from sap.metrics import DetectionSettings, evaluate_exam
-from sap.metrics.components import find_components, min_voxels_for_volume, neighbour_offsets
 from sap.metrics.overlap import surface_dice
+from sap.volume import find_components, min_voxels_for_volume, neighbour_offsets
 
 ISO = (1.0, 1.0, 1.0)
 
@@ -201,7 +201,7 @@ def test_settings_are_checked():
     with pytest.raises(ValueError, match="spacing_mm"):
         evaluate_exam(np.zeros((4, 4, 4)), np.zeros((4, 4, 4)), (1.0, 0.0, 1.0))
     with pytest.raises(ValueError, match="3D"):
-        evaluate_exam(np.zeros((1, 4, 4, 4)), np.zeros((1, 4, 4, 4)), ISO)
+        evaluate_exam(np.zeros((2, 4, 4, 4)), np.zeros((2, 4, 4, 4)), ISO)
 
 
 def test_components_match_scipy_labelling():
@@ -360,3 +360,14 @@ def test_headline_metrics_flatten_the_summary():
     assert flat["dice_detected"] == 1.0 and flat["mean_lesion_dice"] == 0.5
     assert flat["precision_large"] is None and flat["icc_2_1_total_volume"] is None
     assert headline_metrics(summary, "pooled")["fp_per_exam"] == 0.0
+
+
+def test_body_sized_prediction_detects_every_lesion_without_false_positives():
+    # The documented weakness of any-overlap matching (docs/metrics.md): one prediction
+    # covering the whole volume scores perfectly on detection; only Dice shows it.
+    ref = box((12, 12, 12), slice(1, 3), slice(1, 3), slice(1, 3))
+    ref |= box((12, 12, 12), slice(8, 10), slice(8, 10), slice(8, 10))
+    metrics = evaluate_exam(np.ones_like(ref), ref, ISO).metrics()
+    assert (metrics["tp"], metrics["fn"], metrics["fp"]) == (2, 0, 0)
+    assert metrics["sensitivity"] == metrics["precision"] == metrics["f_beta"] == 1.0
+    assert metrics["global_dice"] == pytest.approx(2 * 16 / (16 + 12**3))

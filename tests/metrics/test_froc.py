@@ -9,8 +9,8 @@ import pytest
 from scipy import ndimage
 
 from sap.metrics import DetectionSettings, evaluate_exam, exam_froc, froc_curve, tune_threshold
-from sap.metrics.components import min_voxels_for_volume
 from sap.metrics.froc import FROCCurve
+from sap.volume import min_voxels_for_volume
 
 
 def brute_force_counts(prob, ref, threshold, connectivity, min_voxels):
@@ -205,3 +205,14 @@ def test_tuning_averages_patients_and_breaks_ties_towards_higher_thresholds():
     assert tuning.threshold == 0.4 and tuning.score == 1.0
     with pytest.raises(ValueError, match="aggregate"):
         tune_threshold(exams, aggregate="max")
+
+
+def test_constant_probability_map_reaches_the_maximum_froc_auc():
+    # The documented weakness (docs/metrics.md): at or below the constant, the whole volume
+    # is one component touching every lesion, so sensitivity is 1 at 0 FP per exam.
+    ref = np.zeros((12, 12, 12), dtype=bool)
+    ref[1:6, 1:6, 1:6] = True  # 125 voxels of 8 mm³: 1 mL, in the large subset
+    ref[8:10, 8:10, 8:10] = True
+    exams = [exam_froc(np.full(ref.shape, 0.3), ref, 2.0)]
+    assert froc_curve(exams).auc(15) == 15.0
+    assert froc_curve(exams, large=True).auc(4) == 4.0

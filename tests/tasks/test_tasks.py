@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from sap.backbones import build_backbone
 from sap.labels import LESION_LABELS, SKELETON_LABELS
-from sap.metrics.skeleton import skeleton_dice
+from sap.metrics.segmentation import class_dice
 from sap.tasks import (
     AnatomicalPretraining,
     LesionFinetuning,
@@ -97,7 +97,7 @@ def test_per_class_dice_marks_absent_classes_nan() -> None:
     """Validation logs per-class Dice with sap.metrics; an absent class is NaN, not 0 or 1."""
     label = torch.tensor([0, 1, 1, 2]).reshape(1, 1, 4)
     prediction = torch.tensor([0, 1, 2, 2]).reshape(1, 1, 4)
-    scores = skeleton_dice(prediction, label, ["background", "a", "b", "c"])
+    scores = class_dice(prediction, label, ["background", "a", "b", "c"])
     assert scores["a"] == pytest.approx(2 / 3)
     assert scores["b"] == pytest.approx(2 / 3)
     assert math.isnan(scores["c"])

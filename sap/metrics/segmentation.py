@@ -1,11 +1,8 @@
-"""Skeleton (anatomy) model metrics: Dice per bone region and binary whole-skeleton Dice.
+"""Multi-class segmentation Dice (per class, their mean, and binary foreground) for any model.
 
-Both come from one confusion matrix of reference vs predicted labels, so they can be
-accumulated over exams (and summed across processes) before the ratio is taken.
-
-Conventions: a region absent from both reference and prediction (e.g. outside the field of
-view) has Dice NaN and is left out of ``mean_region_dice``; present in only one of them, 0.
-The whole-skeleton Dice treats every non-background label as bone (the paper's 0.90).
+Every number comes from one confusion matrix of reference against predicted labels, so
+matrices can be summed over exams (and processes) before the ratios are taken. Definitions
+and the NaN convention for absent classes: ``docs/metrics.md`` ("Class Dice").
 """
 
 from __future__ import annotations
@@ -15,13 +12,15 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from sap.labels import SKELETON_LABELS
-
 
 def confusion_matrix(pred_labels: object, ref_labels: object, n_classes: int) -> np.ndarray:
     """``(n_classes, n_classes)`` voxel counts; rows are reference labels, columns predicted.
 
     Label values must lie in ``0..n_classes-1``. Only non-background voxels are visited.
+
+    >>> ref = np.array([0, 1, 1, 2]).reshape(1, 1, 4)
+    >>> confusion_matrix(ref, ref, 3).diagonal().tolist()
+    [1, 2, 1]
     """
     pred = _labels(pred_labels, "pred_labels")
     ref = _labels(ref_labels, "ref_labels")
@@ -45,14 +44,21 @@ def confusion_matrix(pred_labels: object, ref_labels: object, n_classes: int) ->
     return matrix
 
 
-def dice_from_confusion(
-    matrix: np.ndarray, label_names: Sequence[str] = SKELETON_LABELS
-) -> dict[str, float]:
-    """Per-region Dice (keyed by name), ``mean_region_dice`` and binary ``skeleton`` Dice."""
+def dice_from_confusion(matrix: np.ndarray, label_names: Sequence[str]) -> dict[str, float]:
+    """Dice per class (keyed by name, background left out), ``mean_class_dice``, ``foreground``.
+
+    ``foreground`` is the binary Dice of all non-background labels together.
+    """
     matrix = np.asarray(matrix, dtype=np.float64)
     if matrix.shape != (len(label_names), len(label_names)):
         raise ValueError(
             f"Confusion matrix shape {matrix.shape} does not match {len(label_names)} label names."
+        )
+    clash = set(label_names[1:]) & {"mean_class_dice", "foreground"}
+    if clash:
+        raise ValueError(
+            f"Class names {sorted(clash)} collide with the summary keys of class_dice; rename "
+            f"those classes."
         )
     result: dict[str, float] = {}
     for index, name in enumerate(label_names):
@@ -60,24 +66,32 @@ def dice_from_confusion(
             continue
         denominator = matrix[index, :].sum() + matrix[:, index].sum()
         result[name] = float(2 * matrix[index, index] / denominator) if denominator else math.nan
-    regions = [v for v in result.values() if not math.isnan(v)]
-    result["mean_region_dice"] = float(np.mean(regions)) if regions else math.nan
-    bone_both = matrix[1:, 1:].sum()
-    bone_total = matrix[1:, :].sum() + matrix[:, 1:].sum()
-    result["skeleton"] = float(2 * bone_both / bone_total) if bone_total else math.nan
+    present = [v for v in result.values() if not math.isnan(v)]
+    result["mean_class_dice"] = float(np.mean(present)) if present else math.nan
+    both = matrix[1:, 1:].sum()
+    total = matrix[1:, :].sum() + matrix[:, 1:].sum()
+    result["foreground"] = float(2 * both / total) if total else math.nan
     return result
 
 
-def skeleton_dice(
-    pred_labels: object, ref_labels: object, label_names: Sequence[str] = SKELETON_LABELS
+def class_dice(
+    pred_labels: object, ref_labels: object, label_names: Sequence[str]
 ) -> dict[str, float]:
-    """Dice per bone region, their mean, and binary whole-skeleton Dice for one exam.
+    """Dice per class, their mean and the binary foreground Dice of one exam.
 
-    >>> import numpy as np
+    Args:
+        pred_labels: predicted label map (3D, class indices; argmax already taken).
+        ref_labels: reference label map on the same grid.
+        label_names: class names, index 0 background.
+
+    Returns:
+        ``{class name: Dice, "mean_class_dice": ..., "foreground": ...}``; a class absent
+        from both maps is NaN and left out of the mean.
+
     >>> ref = np.zeros((2, 2, 2), int); ref[0] = 1; ref[1] = 2
     >>> pred = ref.copy(); pred[1, 0] = 1
-    >>> d = skeleton_dice(pred, ref, ("background", "a", "b"))
-    >>> round(d["a"], 4), round(d["b"], 4), d["skeleton"]
+    >>> d = class_dice(pred, ref, ("background", "a", "b"))
+    >>> round(d["a"], 4), round(d["b"], 4), d["foreground"]
     (0.8, 0.6667, 1.0)
     """
     return dice_from_confusion(
@@ -100,4 +114,4 @@ def _labels(array: object, name: str) -> np.ndarray:
     return labels
 
 
-__all__ = ["confusion_matrix", "dice_from_confusion", "skeleton_dice"]
+__all__ = ["class_dice", "confusion_matrix", "dice_from_confusion"]

@@ -1,17 +1,7 @@
-"""Agreement of total tumour volume: ICC(2,1), computed from its definition.
+"""Agreement of total tumour volume between reference and prediction: ICC(2,1).
 
-ICC(2,1) (Shrout & Fleiss 1979; McGraw & Wong's ICC(A,1)): two-way random effects,
-absolute agreement, single measures. With n subjects (exams) rated by k raters (here
-k = 2: reference and prediction), from the two-way ANOVA mean squares
-
-- MSR: between subjects (rows), n - 1 degrees of freedom,
-- MSC: between raters (columns), k - 1,
-- MSE: residual, (n - 1)(k - 1),
-
-ICC(2,1) = (MSR - MSE) / (MSR + (k - 1)·MSE + k·(MSC - MSE)/n).
-
-Absolute agreement means a prediction that is systematically twice the reference volume
-is penalised (consistency-type ICC(3,1) would not).
+Two-way random effects, absolute agreement, single measures, computed from its ANOVA
+definition (formula in ``docs/metrics.md``, "Agreement of total tumour volume").
 """
 
 from __future__ import annotations

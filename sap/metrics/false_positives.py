@@ -1,45 +1,22 @@
 """False-positive counts of a probability map at *every* threshold, from one pass.
 
-The question: for every threshold t, how many connected components of ``{p >= t}`` touch
-no reference lesion (false positives), and how many of those are at least ``k`` voxels?
-Relabelling the volume for each threshold answers it at a handful of thresholds; this
-module answers it exactly at all of them at once.
-
-How (components of superlevel sets form a tree; we build it on *basins*, not voxels):
-
-1. Keep the candidate voxels ``p >= min_prob`` and order them by (p, flat index), a strict
-   total order consistent with p.
-2. Each voxel points to its highest neighbour above it in that order (steepest ascent);
-   pointer jumping sends every voxel to a local maximum: its *basin* (peak). Along an
-   ascent path p never decreases, so a voxel with ``p >= t`` is connected to its peak
-   inside ``{p >= t}``.
-3. Between two adjacent basins the *saddle* is the best level at which they touch:
-   ``max min(p_u, p_v)`` over neighbouring voxels u, v of the two basins. Hence the
-   components of ``{p >= t}`` are exactly the groups of basins with peak ``>= t`` joined by
-   saddles ``>= t``: a small graph (one node per local maximum).
-4. Kruskal over that graph, saddles in decreasing order, builds the merge tree: every node
-   is one component alive for thresholds in ``(death, birth]``. It touches a lesion for
-   ``t <= touch`` (the highest p of a lesion voxel inside it) and holds ``>= k`` voxels for
-   ``t <= size_level`` (its k-th highest voxel value, from the top-k values merged up the
-   tree).
-5. Each node adds +1 to the false-positive count on ``(max(death, touch), birth]``; as
-   events: +1 at ``birth``, -1 at ``max(death, touch)``. The count at t is the sum of the
-   events with value ``>= t``.
-
-Everything except the Kruskal loop over basins is vectorised numpy; the loop is over local
-maxima, typically hundreds to a few thousand per whole-body exam.
+For every threshold t: how many connected components of ``{p >= t}`` touch no reference
+lesion, and how many of those hold at least ``k`` voxels. Built from the merge tree of the
+map's basins (local maxima) instead of relabelling per threshold; the algorithm is in
+``docs/metrics.md`` ("How the false-positive counts at every threshold are computed").
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import minimum_spanning_tree
 
-from sap.metrics.components import neighbour_offsets
+from sap.volume import neighbour_offsets
 
 
 @dataclass(frozen=True)
@@ -91,36 +68,66 @@ def false_positive_events(
     empty = np.zeros(0, dtype=np.float64), np.zeros(0, dtype=np.int64)
     prob = np.ascontiguousarray(prob)
     voxel_index = np.flatnonzero(prob >= np.float64(min_prob))
-    n = voxel_index.size
-    if n == 0:
+    if voxel_index.size == 0:
         return FalsePositiveEvents(*empty, *empty)
     values = prob.reshape(-1)[voxel_index].astype(np.float64)
     on_lesion = np.ascontiguousarray(lesion_mask).reshape(-1)[voxel_index]
-    itype = np.int32 if n < 2**31 - 1 else np.int64
+    neighbours = _Neighbours(voxel_index, prob.shape, connectivity)
+    del voxel_index
+    basin, peaks = _basins(values, neighbours)
+    pair_u, pair_v, pair_saddle = _basin_graph(values, basin, peaks.size, neighbours)
+    del neighbours
 
-    # Neighbour lookup through a dense id map over the candidates' bounding box, padded by
-    # one voxel so that neighbours never wrap around an edge (4 bytes per voxel of the box).
-    coords = np.unravel_index(voxel_index, prob.shape)
-    start = np.array([c.min() for c in coords], dtype=np.int64)
-    padded = tuple(int(c.max() - s0) + 3 for c, s0 in zip(coords, start))
-    flat = np.ravel_multi_index(tuple(c - s0 + 1 for c, s0 in zip(coords, start)), padded)
-    del coords, voxel_index
-    # Voxel id + 1, 0 elsewhere: np.zeros only touches the memory pages that get written.
-    id_map = np.zeros(int(np.prod(padded)), dtype=itype)
-    id_map[flat] = np.arange(1, n + 1, dtype=itype)
-    strides = np.array([padded[1] * padded[2], padded[2], 1], dtype=np.int64)
-    offsets = [int(offset @ strides) for offset in neighbour_offsets(connectivity)]
+    peak_value = values[peaks]
+    touch = np.full(peaks.size, -np.inf)
+    np.maximum.at(touch, basin[on_lesion], values[on_lesion])
+    # Sizes matter only for basins that start lesion-free (see _events).
+    top = _top_values_per_basin(basin, values, peaks.size, min_voxels, touch < peak_value)
+    tree = _merge_tree(pair_u, pair_v, pair_saddle, peak_value, touch)
+    return _events(tree, top, min_voxels)
 
+
+class _Neighbours:
+    """Neighbour lookup among the candidate voxels, one offset at a time.
+
+    A dense id map over the candidates' bounding box, padded by one voxel so that
+    neighbours never wrap around an edge (4 bytes per voxel of the box).
+    """
+
+    def __init__(self, voxel_index: np.ndarray, shape: tuple[int, ...], connectivity: int):
+        n = voxel_index.size
+        itype = np.int32 if n < 2**31 - 1 else np.int64
+        coords = np.unravel_index(voxel_index, shape)
+        start = np.array([c.min() for c in coords], dtype=np.int64)
+        padded = tuple(int(c.max() - s0) + 3 for c, s0 in zip(coords, start))
+        self.flat = np.ravel_multi_index(tuple(c - s0 + 1 for c, s0 in zip(coords, start)), padded)
+        del coords
+        # Voxel id + 1, 0 elsewhere: np.zeros only touches the memory pages that get written.
+        self.id_map = np.zeros(int(np.prod(padded)), dtype=itype)
+        self.id_map[self.flat] = np.arange(1, n + 1, dtype=itype)
+        strides = np.array([padded[1] * padded[2], padded[2], 1], dtype=np.int64)
+        self.offsets = [int(offset @ strides) for offset in neighbour_offsets(connectivity)]
+
+    def pairs(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """For each offset: candidate pairs (i, j) where voxel j sits at that offset from i."""
+        for offset in self.offsets:
+            neighbour = self.id_map[self.flat + offset]
+            found = np.flatnonzero(neighbour)
+            yield found.astype(self.id_map.dtype), neighbour[found] - 1
+
+
+def _basins(values: np.ndarray, neighbours: _Neighbours) -> tuple[np.ndarray, np.ndarray]:
+    """Basin of every candidate voxel (by steepest ascent) and the peak voxel of each basin."""
+    n = values.size
+    itype = neighbours.id_map.dtype
     # Strict order consistent with p, ties broken by position (stable sort).
     order = np.argsort(values, kind="stable")
     rank = np.empty(n, dtype=itype)
     rank[order] = np.arange(n, dtype=itype)
-
     # Steepest ascent: each voxel points to its highest-ranked neighbour above it. Within one
     # offset every voxel appears at most once on each side, so plain assignment is safe.
     best_rank = np.full(n, -1, dtype=itype)
-    for offset in offsets:
-        a, b = _neighbour_pairs(id_map, flat, offset)
+    for a, b in neighbours.pairs():
         rank_a, rank_b = rank[a], rank[b]
         up = rank_b > rank_a
         lower, higher = a[up], rank_b[up]
@@ -136,43 +143,26 @@ def false_positive_events(
             break
         root = jumped
     peaks = np.flatnonzero(root == np.arange(n))
-    n_basins = peaks.size
     basin_of_peak = np.full(n, -1, dtype=np.int64)
-    basin_of_peak[peaks] = np.arange(n_basins)
-    basin = basin_of_peak[root]
-    del root, basin_of_peak
+    basin_of_peak[peaks] = np.arange(peaks.size)
+    return basin_of_peak[root], peaks
 
-    # Basin graph: best saddle between each pair of touching basins.
+
+def _basin_graph(
+    values: np.ndarray, basin: np.ndarray, n_basins: int, neighbours: _Neighbours
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pairs of touching basins ``(u < v)`` and the best saddle level between each pair."""
     lows, highs, saddles = [], [], []
-    for offset in offsets:
-        a, b = _neighbour_pairs(id_map, flat, offset)
+    for a, b in neighbours.pairs():
         basin_a, basin_b = basin[a], basin[b]
         across = np.flatnonzero(basin_a != basin_b)
         a, b, basin_a, basin_b = a[across], b[across], basin_a[across], basin_b[across]
         saddles.append(np.minimum(values[a], values[b]))
         lows.append(np.minimum(basin_a, basin_b))
         highs.append(np.maximum(basin_a, basin_b))
-    del id_map, flat
-    pair_u, pair_v, pair_saddle = _max_per_pair(
+    return _max_per_pair(
         np.concatenate(lows), np.concatenate(highs), np.concatenate(saddles), n_basins
     )
-
-    peak_value = values[peaks]
-    touch = np.full(n_basins, -np.inf)
-    np.maximum.at(touch, basin[on_lesion], values[on_lesion])
-    # Sizes matter only for basins that start lesion-free (see _merge_tree_events).
-    top = _top_values_per_basin(basin, values, n_basins, min_voxels, touch < peak_value)
-
-    return _merge_tree_events(pair_u, pair_v, pair_saddle, peak_value, touch, top, min_voxels)
-
-
-def _neighbour_pairs(
-    id_map: np.ndarray, flat: np.ndarray, offset: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Candidate pairs (i, j) where voxel j sits at ``offset`` from voxel i."""
-    neighbour = id_map[flat + offset]
-    found = np.flatnonzero(neighbour)
-    return found.astype(id_map.dtype), neighbour[found] - 1
 
 
 def _max_per_pair(
@@ -205,35 +195,35 @@ def _top_values_per_basin(
     return [sorted_values[starts[i] : min(starts[i] + k, starts[i + 1])] for i in range(n_basins)]
 
 
-def _merge_tree_events(
+@dataclass
+class _MergeTree:
+    """Nodes of the merge tree: basins first, then one node per merge.
+
+    Node i is a component alive for thresholds in ``(death[i], birth[i]]``; it touches a
+    lesion for thresholds ``<= touch[i]``; ``children[i]`` are the merged nodes (-1 for a basin).
+    """
+
+    birth: list[float]
+    death: list[float]
+    touch: list[float]
+    children: list[tuple[int, int]]
+
+
+def _merge_tree(
     pair_u: np.ndarray,
     pair_v: np.ndarray,
     pair_saddle: np.ndarray,
     peak_value: np.ndarray,
     touch: np.ndarray,
-    top: list[np.ndarray] | None,
-    min_voxels: int,
-) -> FalsePositiveEvents:
+) -> _MergeTree:
+    """Kruskal over the basin graph, highest saddles first."""
     n_basins = peak_value.size
-    # Only the maximum spanning forest of the basin graph changes the components.
-    if pair_u.size:
-        # Integer weights (rank of the saddle level, highest = 1) keep levels exact.
-        levels, level_index = np.unique(pair_saddle, return_inverse=True)
-        weight = (levels.size - level_index).astype(np.float64)
-        forest = minimum_spanning_tree(
-            coo_matrix((weight, (pair_u, pair_v)), shape=(n_basins, n_basins))
-        ).tocoo()
-        merge_u, merge_v = forest.row, forest.col
-        merge_level = levels[levels.size - np.rint(forest.data).astype(np.int64)]
-        by_level = np.argsort(-merge_level, kind="stable")
-        merges = zip(merge_u[by_level], merge_v[by_level], merge_level[by_level])
-    else:
-        merges = iter(())
-
-    birth = list(peak_value.astype(float))
-    touch_level = list(touch.astype(float))
-    death = [-math.inf] * n_basins
-    children: list[tuple[int, int]] = [(-1, -1)] * n_basins
+    tree = _MergeTree(
+        birth=list(peak_value.astype(float)),
+        death=[-math.inf] * n_basins,
+        touch=list(touch.astype(float)),
+        children=[(-1, -1)] * n_basins,
+    )
     parent = list(range(n_basins))
     node_of_set = list(range(n_basins))
 
@@ -243,24 +233,46 @@ def _merge_tree_events(
             x = parent[x]
         return x
 
-    for u, v, level in merges:
+    for u, v, level in _merges(pair_u, pair_v, pair_saddle, n_basins):
         ru, rv = find(int(u)), find(int(v))
         if ru == rv:
             continue
         left, right = node_of_set[ru], node_of_set[rv]
-        node = len(birth)
-        birth.append(float(level))
-        touch_level.append(max(touch_level[left], touch_level[right]))
-        death.append(-math.inf)
-        children.append((left, right))
-        death[left] = death[right] = float(level)
+        node = len(tree.birth)
+        tree.birth.append(float(level))
+        tree.touch.append(max(tree.touch[left], tree.touch[right]))
+        tree.death.append(-math.inf)
+        tree.children.append((left, right))
+        tree.death[left] = tree.death[right] = float(level)
         parent[rv] = ru
         node_of_set[ru] = node
+    return tree
 
+
+def _merges(
+    pair_u: np.ndarray, pair_v: np.ndarray, pair_saddle: np.ndarray, n_basins: int
+) -> Iterator[tuple[int, int, float]]:
+    """The edges of the maximum spanning forest, highest saddle first: only they merge."""
+    if not pair_u.size:
+        return iter(())
+    # Integer weights (rank of the saddle level, highest = 1) keep levels exact.
+    levels, level_index = np.unique(pair_saddle, return_inverse=True)
+    weight = (levels.size - level_index).astype(np.float64)
+    forest = minimum_spanning_tree(
+        coo_matrix((weight, (pair_u, pair_v)), shape=(n_basins, n_basins))
+    ).tocoo()
+    merge_u, merge_v = forest.row, forest.col
+    merge_level = levels[levels.size - np.rint(forest.data).astype(np.int64)]
+    by_level = np.argsort(-merge_level, kind="stable")
+    return zip(merge_u[by_level], merge_v[by_level], merge_level[by_level])
+
+
+def _events(tree: _MergeTree, top: list[np.ndarray] | None, min_voxels: int) -> FalsePositiveEvents:
+    """+1 at each lesion-free node's birth, -1 where it dies or first touches a lesion."""
     values, deltas, large_values, large_deltas = [], [], [], []
     tops: dict[int, np.ndarray] = {}
-    for node in range(len(birth)):
-        b, d, t = birth[node], death[node], touch_level[node]
+    for node in range(len(tree.birth)):
+        b, d, t = tree.birth[node], tree.death[node], tree.touch[node]
         if t >= b:
             continue  # touches a lesion from its birth on, and so do all its ancestors
         low = max(d, t)
@@ -270,7 +282,7 @@ def _merge_tree_events(
         if top is None:
             size_level = math.inf if min_voxels <= 1 else -math.inf
         else:
-            left, right = children[node]
+            left, right = tree.children[node]
             if left < 0:
                 node_top = top[node]
             else:
