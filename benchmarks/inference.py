@@ -59,7 +59,7 @@ def run_one(which: str, args: argparse.Namespace) -> dict:
     import torch
     from monai.inferers import sliding_window_inference
 
-    from sap.inference.sliding import sliding_window_predict
+    from sap.inference.sliding import sliding_window_predict, softmax_predict_fn
 
     torch.set_num_threads(args.threads)
     model = tiny_model(args.classes)
@@ -69,8 +69,7 @@ def run_one(which: str, args: argparse.Namespace) -> dict:
     image = make_volume(tuple(args.shape), input_dtype)
     patch = (args.patch,) * 3
 
-    def predict(batch):
-        return torch.softmax(model(batch), dim=1)
+    predict = softmax_predict_fn(model)  # what the Predictor runs (without AMP on the CPU)
 
     usage = resource.getrusage(resource.RUSAGE_SELF)
     baseline_mb, cpu_start = usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime

@@ -105,80 +105,33 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sap.inference.memory import InsufficientMemoryError
-    from sap.inference.models import load_model
-    from sap.inference.pipeline import predict_cases, resolve_inputs
-    from sap.inference.predictor import Predictor
-    from sap.inference.writer import OutputExistsError
-
-    def fail(message: str) -> int:
-        print(f"sap predict: {message}", file=sys.stderr)
-        return 2
+    from sap.inference.pipeline import predict_from_files
 
     try:
-        lesion_model = load_model(args.lesion_model, device=args.device)
-        skeleton_model = (
-            load_model(args.skeleton_model, device=args.device) if args.skeleton_model else None
-        )
-        if lesion_model.recipe.task != "lesion" or lesion_model.recipe.num_classes != 2:
-            return fail(
-                f"--lesion-model {args.lesion_model} is a {lesion_model.recipe.task} model with "
-                f"labels {lesion_model.recipe.labels}; expected a two-class lesion model."
-            )
-        if skeleton_model is not None and skeleton_model.recipe.task != "skeleton":
-            return fail(
-                f"--skeleton-model {args.skeleton_model} is a {skeleton_model.recipe.task} model; "
-                "expected a skeleton model."
-            )
-        common = {
-            "device": args.device,
-            "overlap": args.overlap,
-            "blending": args.blending,
-            "batch_size": args.batch_size,
-            "tta": args.tta,
-            "memory_limit_bytes": None if args.no_memory_check else "auto",
-            "dicom_series": dict(args.dicom_series),
-            "progress": not args.no_progress,
-        }
-        lesion = Predictor(
-            lesion_model, min_volume_ml=args.min_volume_ml, threshold=args.threshold, **common
-        )
-        skeleton = Predictor(skeleton_model, **common) if skeleton_model is not None else None
-        cases = resolve_inputs(args.input, lesion.recipe.channels, dict(args.dicom_series))
-    except (ValueError, LookupError, OSError, RuntimeError) as error:
-        # Unknown zoo names (LookupError), unreadable files, Hub problems (RuntimeError).
-        return fail(str(error))
-
-    def case_progress(items):
-        if args.no_progress:
-            return items
-        from tqdm.auto import tqdm
-
-        return tqdm(items, desc="cases", unit="case")
-
-    def log(message: str) -> None:
-        from tqdm.auto import tqdm
-
-        tqdm.write(message)
-
-    try:
-        result = predict_cases(
-            cases,
+        result = predict_from_files(
+            args.input,
             args.out,
-            lesion,
-            skeleton,
+            args.lesion_model,
+            args.skeleton_model,
+            device=args.device,
+            overlap=args.overlap,
+            blending=args.blending,
+            batch_size=args.batch_size,
+            tta=args.tta,
+            min_volume_ml=args.min_volume_ml,
+            threshold=args.threshold,
+            dicom_series=dict(args.dicom_series),
+            memory_check=not args.no_memory_check,
             save_probabilities=args.save_probabilities,
             png=args.png,
             overwrite=args.overwrite,
-            metadata={
-                "lesion_model": str(args.lesion_model),
-                "skeleton_model": None if args.skeleton_model is None else str(args.skeleton_model),
-            },
-            log=log,
-            case_progress=case_progress,
+            progress=not args.no_progress,
         )
-    except (OutputExistsError, InsufficientMemoryError, ValueError) as error:
-        return fail(str(error))
+    except (ValueError, LookupError, OSError, RuntimeError, MemoryError) as error:
+        # Wrong or unknown models (ValueError, LookupError), unreadable files and existing
+        # outputs (OSError), Hub problems (RuntimeError), too little memory (MemoryError).
+        print(f"sap predict: {error}", file=sys.stderr)
+        return 2
     print(
         f"sap predict: {len(result.reports)} case(s) written to {args.out}"
         + (f"; {len(result.errors)} failed: {sorted(result.errors)}" if result.errors else "")

@@ -1,11 +1,12 @@
 """Run a lesion model (and optionally a skeleton model) over cases and write everything.
 
-This is what ``sap predict`` does, as a function: find the cases in the input (case folder,
-folder of case folders, CSV manifest, DICOM series folders), refuse before any work if an
-output exists already (unless ``overwrite``), then per case: skeleton prediction, lesion
-prediction (sharing the preprocessed input when both recipes preprocess alike), label maps
-and probabilities as NIfTI on the input T1 grid, the lesion report (CSV + JSON) with bone
-regions, and optionally an overview PNG. A case that fails is reported and the others go on.
+:func:`predict_from_files` is what ``sap predict`` runs: load the models, find the cases in
+the input (:func:`~sap.inference.inputs.resolve_inputs`), refuse before any work if an output
+exists already (unless ``overwrite``), then per case (:func:`predict_case`): skeleton
+prediction, lesion prediction (sharing the preprocessed input when both recipes preprocess
+alike), label maps and probabilities as NIfTI on the input T1 grid, the lesion report (CSV +
+JSON) with bone regions, and optionally an overview PNG. A case that fails is reported and
+the others go on.
 
 Output layout, per case ``OUT/<case_id>/``: ``lesion.nii.gz``, ``skeleton.nii.gz``,
 ``lesion_probability.nii.gz`` (with probabilities), ``lesions.csv``, ``lesions.json``,
@@ -20,28 +21,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sap.inference.dicom import DicomSeriesError, contains_dicom, find_dicom_series, match_series
-from sap.inference.predictor import InputError, Predictor, preprocessing_key
+from sap.inference.inputs import CaseSource, InputError, resolve_inputs
+from sap.inference.loading import load_model
+from sap.inference.prediction import Prediction, PreparedInput
+from sap.inference.predictor import Predictor
+from sap.inference.preparation import preprocessing_key
 from sap.inference.report import (
     LesionReport,
     build_lesion_report,
     render_overview,
     write_cohort_summary,
 )
-from sap.inference.writer import check_outputs_free, prediction_paths, write_prediction
+from sap.inference.writer import check_outputs_free, prediction_paths
 
 REPORT_CSV = "lesions.csv"
 REPORT_JSON = "lesions.json"
 OVERVIEW_PNG = "overview.png"
 SUMMARY_CSV = "summary.csv"
-
-
-@dataclass(frozen=True)
-class CaseSource:
-    """One case to predict: its id and what :meth:`Predictor.predict` takes."""
-
-    case_id: str
-    source: Any
 
 
 @dataclass
@@ -51,53 +47,6 @@ class PipelineResult:
     reports: list[LesionReport] = field(default_factory=list)
     errors: dict[str, str] = field(default_factory=dict)
     written: list[Path] = field(default_factory=list)
-
-
-def resolve_inputs(
-    source: str | Path,
-    channels: Sequence[str],
-    dicom_series: Mapping[str, str] | None = None,
-) -> list[CaseSource]:
-    """The cases in ``source``: a case folder, a folder of case folders, a CSV manifest, or
-    DICOM series folders (one exam, or one sub-folder per exam).
-
-    Raises:
-        InputError / CaseValidationError / DicomSeriesError: nothing usable is found; the
-            message says what was looked for.
-    """
-    from sap.data.cases import CaseLayout, discover_cases
-
-    path = Path(source).expanduser()
-    layout = CaseLayout(channels=tuple(channels))
-    if not path.exists():
-        raise InputError(f"Input {path} does not exist.")
-    if path.is_file():
-        return [CaseSource(c.case_id, c) for c in discover_cases(path, layout)]
-
-    def is_case_folder(folder: Path) -> bool:
-        return all((folder / layout.channel_file(c)).is_file() for c in channels)
-
-    subfolders = sorted(
-        p for p in path.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))
-    )
-    if is_case_folder(path) or any(is_case_folder(p) for p in subfolders):
-        return [CaseSource(c.case_id, c) for c in discover_cases(path, layout)]
-    if contains_dicom(path):
-        series = find_dicom_series(path)
-        try:
-            match_series(series, channels, dicom_series, where=str(path))
-            return [CaseSource(path.name, path)]
-        except DicomSeriesError:
-            exams = [p for p in subfolders if contains_dicom(p)]
-            single_level = all(s.folder == path for s in series)
-            if single_level or len(exams) < 2:
-                raise
-            return [CaseSource(p.name, p) for p in exams]
-    expected = [layout.channel_file(c) for c in channels]
-    raise InputError(
-        f"Input {path} holds no case: expected a case folder with {expected}, a folder of such "
-        "case folders, a CSV manifest, or DICOM series (one per channel)."
-    )
 
 
 def planned_outputs(
@@ -124,6 +73,48 @@ def planned_outputs(
     return paths
 
 
+def _lesion_report(
+    case_id: str,
+    lesion: Prediction,
+    skeleton: Prediction | None,
+    metadata: Mapping[str, Any] | None,
+) -> LesionReport:
+    return build_lesion_report(
+        case_id,
+        lesion.labels,
+        lesion.affine,
+        probability=lesion.probabilities.get(lesion.label_names[1]),
+        skeleton=None if skeleton is None else skeleton.labels,
+        skeleton_labels=None if skeleton is None else skeleton.label_names,
+        metadata={
+            **dict(metadata or {}),
+            "lesion_settings": lesion.info,
+            "skeleton_settings": None if skeleton is None else skeleton.info,
+            "shape": list(lesion.shape),
+        },
+    )
+
+
+def _overview(
+    path: Path,
+    prepared: PreparedInput,
+    report: LesionReport,
+    lesion: Prediction,
+    skeleton: Prediction | None,
+) -> Path:
+    """Coronal MIP of b1000 (or the last channel) with lesions and bones on top."""
+    channel = "b1000" if "b1000" in prepared.channels else prepared.channels[-1]
+    return render_overview(
+        path,
+        prepared.channel_on_input_grid(channel),
+        lesion.affine,
+        lesion_mask=lesion.labels,
+        skeleton=None if skeleton is None else skeleton.labels,
+        title=f"{report.case_id}: {report.lesion_count} lesion(s), "
+        f"{report.total_volume_ml:.1f} mL ({channel} coronal MIP)",
+    )
+
+
 def predict_case(
     case: CaseSource,
     case_dir: Path,
@@ -134,54 +125,32 @@ def predict_case(
     png: bool = False,
     metadata: Mapping[str, Any] | None = None,
 ) -> tuple[LesionReport, list[Path]]:
-    """Predict one case with the lesion (and skeleton) model and write all its outputs."""
+    """Predict one case with the lesion (and skeleton) model and write all its outputs.
+
+    Files in ``case_dir`` are replaced; :func:`predict_cases` checks them for every case
+    before anything runs.
+    """
     prepared = lesion.prepare(case.source)
     written: list[Path] = []
     skeleton_prediction = None
     if skeleton is not None:
         shared = preprocessing_key(skeleton.recipe) == prepared.preprocessing_key
         skeleton_prediction = skeleton.predict(prepared if shared else case.source)
-        names = [skeleton.recipe.labels[k] for k in skeleton.keep_probabilities]
-        written += write_prediction(
-            skeleton_prediction,
-            prediction_paths(case_dir, skeleton.recipe.task, names, save_probabilities),
+        written += skeleton_prediction.save(
+            case_dir, save_probabilities=save_probabilities, overwrite=True
         )
     lesion_prediction = lesion.predict(prepared)
-    lesion_names = list(lesion_prediction.probabilities)
-    written += write_prediction(
-        lesion_prediction,
-        prediction_paths(case_dir, lesion.recipe.task, lesion_names, save_probabilities),
+    written += lesion_prediction.save(
+        case_dir, save_probabilities=save_probabilities, overwrite=True
     )
-    lesion_class = lesion.recipe.labels[1]
-    report = build_lesion_report(
-        case.case_id,
-        lesion_prediction.labels,
-        lesion_prediction.affine,
-        probability=lesion_prediction.probabilities.get(lesion_class),
-        skeleton=None if skeleton_prediction is None else skeleton_prediction.labels,
-        skeleton_labels=None if skeleton is None else skeleton.recipe.labels,
-        metadata={
-            **dict(metadata or {}),
-            "lesion_settings": lesion_prediction.info,
-            "skeleton_settings": None if skeleton_prediction is None else skeleton_prediction.info,
-            "shape": list(lesion_prediction.shape),
-        },
-    )
+    report = _lesion_report(case.case_id, lesion_prediction, skeleton_prediction, metadata)
     written.append(report.write_csv(case_dir / REPORT_CSV))
     written.append(report.write_json(case_dir / REPORT_JSON))
     if png:
-        channel = "b1000" if "b1000" in prepared.channels else prepared.channels[-1]
-        written.append(
-            render_overview(
-                case_dir / OVERVIEW_PNG,
-                prepared.channel_on_input_grid(channel),
-                lesion_prediction.affine,
-                lesion_mask=lesion_prediction.labels,
-                skeleton=None if skeleton_prediction is None else skeleton_prediction.labels,
-                title=f"{case.case_id}: {report.lesion_count} lesion(s), "
-                f"{report.total_volume_ml:.1f} mL ({channel} coronal MIP)",
-            )
+        overview = _overview(
+            case_dir / OVERVIEW_PNG, prepared, report, lesion_prediction, skeleton_prediction
         )
+        written.append(overview)
     return report, written
 
 
@@ -245,11 +214,99 @@ def predict_cases(
     return result
 
 
+def predict_from_files(
+    source: str | Path,
+    out_dir: str | Path,
+    lesion_model: str | Path,
+    skeleton_model: str | Path | None = None,
+    *,
+    device: str = "cpu",
+    overlap: float = 0.5,
+    blending: str = "gaussian",
+    batch_size: int = 2,
+    tta: bool = False,
+    min_volume_ml: float = 0.1,
+    threshold: float | None = None,
+    dicom_series: Mapping[str, str] | None = None,
+    memory_check: bool = True,
+    save_probabilities: bool = False,
+    png: bool = False,
+    overwrite: bool = False,
+    progress: bool = False,
+    log: Callable[[str], None] | None = None,
+) -> PipelineResult:
+    """Load the models, find the cases in ``source`` and predict them all into ``out_dir``.
+
+    Args:
+        source: a case folder, a folder of case folders, a CSV manifest or DICOM series
+            folders (:func:`~sap.inference.inputs.resolve_inputs`).
+        out_dir: output folder (layout in the module docstring).
+        lesion_model, skeleton_model: zoo name, export folder or Lightning ``.ckpt``
+            (:func:`~sap.inference.loading.load_model`); the skeleton model gives the bone
+            regions of the report.
+        memory_check: refuse cases whose estimated RAM exceeds what is available.
+        progress: progress bars over cases and windows.
+        log: where a line per case goes; default ``print`` (``tqdm.write`` with progress bars).
+        The other arguments are those of :class:`Predictor` and :func:`predict_cases`.
+
+    Raises:
+        ValueError: a model of the wrong task, or no usable input.
+        OutputExistsError: an output exists already and ``overwrite`` is false.
+    """
+    settings = {
+        "device": device,
+        "overlap": overlap,
+        "blending": blending,
+        "batch_size": batch_size,
+        "tta": tta,
+        "memory_limit_bytes": "auto" if memory_check else None,
+        "dicom_series": dict(dicom_series or {}),
+        "progress": progress,
+    }
+    lesion = Predictor(
+        load_model(lesion_model, device, task="lesion"),
+        min_volume_ml=min_volume_ml,
+        threshold=threshold,
+        **settings,
+    )
+    skeleton = None
+    if skeleton_model is not None:
+        skeleton = Predictor(load_model(skeleton_model, device, task="skeleton"), **settings)
+    cases = resolve_inputs(source, lesion.recipe.channels, dicom_series)
+    case_progress = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        log = log or tqdm.write
+
+        def case_progress(items: Sequence[CaseSource]) -> Any:
+            return tqdm(items, desc="cases", unit="case")
+
+    return predict_cases(
+        cases,
+        out_dir,
+        lesion,
+        skeleton,
+        save_probabilities=save_probabilities,
+        png=png,
+        overwrite=overwrite,
+        metadata={
+            "lesion_model": str(lesion_model),
+            "skeleton_model": None if skeleton_model is None else str(skeleton_model),
+        },
+        log=log or print,
+        case_progress=case_progress,
+    )
+
+
 __all__ = [
-    "CaseSource",
+    "OVERVIEW_PNG",
     "PipelineResult",
+    "REPORT_CSV",
+    "REPORT_JSON",
+    "SUMMARY_CSV",
     "planned_outputs",
     "predict_case",
     "predict_cases",
-    "resolve_inputs",
+    "predict_from_files",
 ]

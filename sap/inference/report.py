@@ -1,11 +1,12 @@
 """The lesion table a reader gets for each scan: one row per lesion, totals per case.
 
-Each lesion (a 26-connected component of the final lesion mask, numbered by decreasing
-volume) gets its volume, where it is (centroid in scanner mm, bounding box in voxels of the
-input T1), how sure the model is (max / mean probability) and in which bone it lies: the
-skeleton region it overlaps most, or ``"outside skeleton"`` when it touches no predicted
-bone. Lesions of 1 mL or more are flagged: that is the MET-RADS-P size for a measurable
-lesion (about a 12 mm sphere), and the paper reports detection for them separately.
+Each lesion (a connected component of the final lesion mask, 26-connected by default,
+numbered by decreasing volume) gets its volume, where it is (centroid in scanner mm,
+bounding box in voxels of the input T1), how sure the model is (max / mean probability) and
+in which bone it lies: the skeleton region it overlaps most, or ``"outside skeleton"`` when
+it touches no predicted bone. Lesions of 1 mL or more are flagged: that is the MET-RADS-P
+size for a measurable lesion (about a 12 mm sphere), and the paper reports detection for
+them separately.
 
 Coordinates: ``centroid_mm`` is in the RAS+ scanner space of the NIfTI affine (x grows
 towards the patient's right, y towards anterior, z towards the head). DICOM viewers show
@@ -23,10 +24,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy import ndimage
 
-from sap.inference.postprocess import connected_components
 from sap.io import atomic_write, write_text_atomic
+from sap.volume import (
+    DEFAULT_CONNECTIVITY,
+    Components,
+    find_components,
+    spacing_from_affine,
+    voxel_volume_ml,
+)
 
 OUTSIDE_SKELETON = "outside skeleton"
 MEASURABLE_VOLUME_ML = 1.0
@@ -54,8 +60,8 @@ CSV_COLUMNS = (
 
 
 @dataclass
-class LesionRecord:
-    """One lesion of a case.
+class LesionFinding:
+    """One lesion of a case: a row of the lesion table.
 
     Attributes:
         lesion_id: 1 for the largest lesion, 2 for the next, ...
@@ -120,7 +126,7 @@ class LesionReport:
 
     case_id: str
     voxel_volume_ml: float
-    lesions: list[LesionRecord]
+    lesions: list[LesionFinding]
     metadata: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -173,9 +179,21 @@ class LesionReport:
         return write_text_atomic(path, json.dumps(self.to_dict(), indent=2) + "\n")
 
 
-def voxel_volume_ml(affine: np.ndarray) -> float:
-    """Volume of one voxel in mL: ``|det(affine[:3, :3])|`` mm³ / 1000."""
-    return float(abs(np.linalg.det(np.asarray(affine, np.float64)[:3, :3])) / 1000.0)
+def _bone_region(bone_labels: np.ndarray, skeleton_labels: Sequence[str]) -> tuple[str, float]:
+    """``(region, fraction)``: the bone with most of a lesion's voxels and its share of them."""
+    votes = np.bincount(bone_labels.astype(np.int64), minlength=len(skeleton_labels))[1:]
+    if votes.sum() == 0:
+        return OUTSIDE_SKELETON, 0.0
+    best = int(np.argmax(votes)) + 1
+    region = str(skeleton_labels[best]) if best < len(skeleton_labels) else str(best)
+    return region, float(votes[best - 1] / len(bone_labels))
+
+
+def _largest_first(parts: Components) -> np.ndarray:
+    """Component labels by decreasing voxel count; ties: the one met first in C order."""
+    labels, first = np.unique(parts.flat_label, return_index=True)
+    order = np.lexsort((parts.flat_index[first], -parts.voxel_counts[labels]))
+    return labels[order]
 
 
 def build_lesion_report(
@@ -186,7 +204,7 @@ def build_lesion_report(
     probability: np.ndarray | None = None,
     skeleton: np.ndarray | None = None,
     skeleton_labels: Sequence[str] | None = None,
-    connectivity: int = 26,
+    connectivity: int = DEFAULT_CONNECTIVITY,
     metadata: Mapping[str, Any] | None = None,
 ) -> LesionReport:
     """Measure every lesion of a case on the input T1 grid.
@@ -198,7 +216,7 @@ def build_lesion_report(
         probability: lesion probability map on the same grid, or ``None``.
         skeleton: skeleton label map on the same grid (0 = background), or ``None``.
         skeleton_labels: names of the skeleton classes, index 0 background.
-        connectivity: 26 or 6, for what counts as one lesion.
+        connectivity: 6, 18 or 26, for what counts as one lesion.
         metadata: extra facts stored in the JSON.
 
     Returns:
@@ -214,53 +232,43 @@ def build_lesion_report(
             )
     if skeleton is not None and skeleton_labels is None:
         raise ValueError("skeleton_labels (class names) are needed with a skeleton map.")
-    unit_ml = voxel_volume_ml(affine)
-    components, count = connected_components(mask, connectivity)
-    lesions: list[LesionRecord] = []
-    if count:
-        index = np.arange(1, count + 1)
-        sizes = np.bincount(components.ravel(), minlength=count + 1)[1:]
-        centres = ndimage.center_of_mass(mask, components, index)
-        boxes = ndimage.find_objects(components)
-        if probability is not None:
-            prob = np.asarray(probability)
-            maxima = ndimage.maximum(prob, components, index)
-            means = ndimage.mean(prob, components, index)
-        for rank, c in enumerate(np.argsort(-sizes, kind="stable"), start=1):
-            box = boxes[c]
-            inside = components[box] == c + 1
-            region, fraction = None, None
-            if skeleton is not None:
-                votes = np.bincount(
-                    np.asarray(skeleton[box])[inside].astype(np.int64),
-                    minlength=len(skeleton_labels),
-                )
-                bone_votes = votes[1:]
-                if bone_votes.sum() == 0:
-                    region, fraction = OUTSIDE_SKELETON, 0.0
-                else:
-                    best = int(np.argmax(bone_votes)) + 1
-                    region = (
-                        str(skeleton_labels[best]) if best < len(skeleton_labels) else str(best)
-                    )
-                    fraction = float(bone_votes[best - 1] / sizes[c])
-            centroid = affine[:3, :3] @ np.asarray(centres[c], np.float64) + affine[:3, 3]
-            volume_ml = float(sizes[c]) * unit_ml
-            lesions.append(
-                LesionRecord(
-                    lesion_id=rank,
-                    voxel_count=int(sizes[c]),
-                    volume_ml=volume_ml,
-                    centroid_mm=tuple(round(float(v), 3) for v in centroid),
-                    bbox_min_voxel=tuple(int(s.start) for s in box),
-                    bbox_max_voxel=tuple(int(s.stop) - 1 for s in box),
-                    max_probability=None if probability is None else float(maxima[c]),
-                    mean_probability=None if probability is None else float(means[c]),
-                    bone_region=region,
-                    bone_overlap_fraction=fraction,
-                    at_least_1ml=volume_ml >= MEASURABLE_VOLUME_ML,
-                )
+    unit_ml = voxel_volume_ml(spacing_from_affine(affine))
+    parts = find_components(mask, connectivity)
+    inside_probability = probability_sums = None
+    if probability is not None:
+        inside_probability = np.asarray(probability).reshape(-1)[parts.flat_index]
+        probability_sums = np.bincount(
+            parts.flat_label, weights=inside_probability, minlength=parts.count + 1
+        )
+    lesions = []
+    for rank, label in enumerate(_largest_first(parts), start=1):
+        members = parts.flat_label == label
+        voxel_count = int(parts.voxel_counts[label])
+        region, fraction = None, None
+        if skeleton is not None:
+            bones = np.asarray(skeleton).reshape(-1)[parts.flat_index[members]]
+            region, fraction = _bone_region(bones, skeleton_labels)
+        centroid = affine[:3, :3] @ parts.centroid_voxel[label] + affine[:3, 3]
+        volume_ml = voxel_count * unit_ml
+        lesions.append(
+            LesionFinding(
+                lesion_id=rank,
+                voxel_count=voxel_count,
+                volume_ml=volume_ml,
+                centroid_mm=tuple(round(float(v), 3) for v in centroid),
+                bbox_min_voxel=tuple(int(v) for v in parts.bbox_start[label]),
+                bbox_max_voxel=tuple(int(v) - 1 for v in parts.bbox_stop[label]),
+                max_probability=None
+                if inside_probability is None
+                else float(inside_probability[members].max()),
+                mean_probability=None
+                if probability_sums is None
+                else float(probability_sums[label] / voxel_count),
+                bone_region=region,
+                bone_overlap_fraction=fraction,
+                at_least_1ml=volume_ml >= MEASURABLE_VOLUME_ML,
             )
+        )
     return LesionReport(case_id, unit_ml, lesions, dict(metadata or {}))
 
 
@@ -306,8 +314,7 @@ def render_overview(
         mip = ras.max(axis=1)  # [x: left->right, z: inferior->superior]
         return mip[::-1, ::-1].T  # rows head->feet, columns patient right->left
 
-    spacing = np.linalg.norm(affine[:3, :3], axis=0)
-    ras_spacing = spacing[np.argsort(transform[:, 0])]
+    ras_spacing = spacing_from_affine(affine)[np.argsort(transform[:, 0])]
     image = coronal_max(np.asarray(b1000, np.float32))
     low, high = np.percentile(image, (1, 99.5)) if image.size else (0.0, 1.0)
     figure, axis = plt.subplots(figsize=(4, 8), dpi=100)
@@ -352,10 +359,9 @@ __all__ = [
     "CSV_COLUMNS",
     "MEASURABLE_VOLUME_ML",
     "OUTSIDE_SKELETON",
-    "LesionRecord",
+    "LesionFinding",
     "LesionReport",
     "build_lesion_report",
     "render_overview",
-    "voxel_volume_ml",
     "write_cohort_summary",
 ]

@@ -1,11 +1,14 @@
-"""Sliding-window prediction over a whole-body volume in bounded memory.
+"""Sliding-window prediction over a whole volume in bounded memory: the one path.
+
+Prediction (:class:`~sap.inference.predictor.Predictor`), the tasks' whole-volume validation
+and the demo all call :func:`sliding_window_predict`.
 
 A whole-body scan is about 400 x 300 x 1100 voxels. The usual aggregators keep one float32
 accumulator per class for the whole volume plus a weight map: MONAI's
 ``sliding_window_inference`` holds ``(classes + 1) x 4`` bytes per voxel (5.8 GB for the
 10-class skeleton model), TorchIO's ``GridAggregator`` in ``hann`` / ``average`` mode even
 ``2 x classes x 4`` bytes (its weight map has one channel per class) and its ``GridSampler``
-pads a copy of the whole input. Neither meets a memory bound, so we write the minimum here.
+pads a copy of the whole input.
 
 How: windows are laid on the same grid as MONAI (start ``i * step``, the last window flush
 with the border, ``step = int(patch * (1 - overlap))``) and visited row by row along the axis
@@ -87,6 +90,9 @@ def blending_weights(
 
     Returns:
         float32 tensor of shape ``patch_size``.
+
+    >>> blending_weights((3, 1, 1), "hann").flatten().tolist()
+    [0.5, 1.0, 0.5]
     """
     if mode not in BLENDING_MODES:
         raise ValueError(f"Unknown blending mode {mode!r}; choose one of {list(BLENDING_MODES)}.")
@@ -103,6 +109,28 @@ def blending_weights(
     return weights.clamp_min(max(float(weights.min()), 1e-3)).to(torch.float32)
 
 
+def softmax_predict_fn(
+    model: Callable[[torch.Tensor], torch.Tensor], *, amp: bool = False
+) -> PredictFn:
+    """A :data:`PredictFn` from a network that returns logits: softmax in float32.
+
+    Args:
+        model: maps ``[B, C, *patch]`` to logits ``[B, K, *patch]``.
+        amp: run the forward pass under autocast (float16 on CUDA, bfloat16 on the CPU).
+    """
+
+    def predict(batch: torch.Tensor) -> torch.Tensor:
+        if amp:
+            dtype = torch.float16 if batch.device.type == "cuda" else torch.bfloat16
+            with torch.autocast(batch.device.type, dtype=dtype):
+                logits = model(batch)
+        else:
+            logits = model(batch)
+        return torch.softmax(logits.float(), dim=1)
+
+    return predict
+
+
 def _window_slices(
     start: Sequence[int], patch: Sequence[int], shape: Sequence[int]
 ) -> tuple[tuple[slice, ...], tuple[slice, ...]]:
@@ -113,6 +141,132 @@ def _window_slices(
         image.append(slice(lo, hi))
         inside.append(slice(lo - s, hi - s))
     return tuple(image), tuple(inside)
+
+
+def _along(axis: int, sl: slice, rest: slice = slice(None)) -> tuple[slice, ...]:
+    return tuple(sl if a == axis else rest for a in range(3))
+
+
+class _SlabAccumulator:
+    """Blended sums over a slab one patch thick; finished slices go to the compact outputs.
+
+    The slab covers ``[row_start, row_start + patch)`` along ``axis`` and the whole image
+    along the other two. Every voxel of the outputs is written exactly once.
+    """
+
+    def __init__(
+        self,
+        shape: tuple[int, ...],
+        patch: tuple[int, ...],
+        axis: int,
+        num_classes: int,
+        blending: str,
+        device: torch.device,
+        kept: tuple[int, ...],
+        return_labels: bool,
+    ) -> None:
+        self.shape, self.axis, self.kept = shape, axis, kept
+        self.thickness = patch[axis]
+        self.labels = torch.empty(shape, dtype=torch.uint8) if return_labels else None
+        self.probabilities = torch.empty((len(kept), *shape), dtype=torch.float16)
+        self.weights = blending_weights(patch, blending).to(device)
+        slab_shape = list(shape)
+        slab_shape[axis] = self.thickness
+        self.sums = torch.zeros((num_classes, *slab_shape), dtype=torch.float32, device=device)
+        self.weight_sum = torch.zeros(slab_shape, dtype=torch.float32, device=device)
+
+    def add(self, out: torch.Tensor, placements: Sequence[tuple[tuple, tuple]]) -> None:
+        """Add window ``b`` of ``out`` (float32) at its ``(slab slices, window slices)``."""
+        for b, (slab_sl, inside_sl) in enumerate(placements):
+            w = self.weights[inside_sl]
+            self.sums[(slice(None), *slab_sl)].addcmul_(out[(b, slice(None), *inside_sl)], w)
+            self.weight_sum[slab_sl] += w
+
+    def emit(self, row_start: int, count: int) -> None:
+        """Normalise the first ``count`` slab slices and store the part inside the image."""
+        lo, hi = max(row_start, 0), min(row_start + count, self.shape[self.axis])
+        if hi <= lo:
+            return
+        local = _along(self.axis, slice(lo - row_start, hi - row_start))
+        probs = self.sums[(slice(None), *local)] / self.weight_sum[local]
+        target = _along(self.axis, slice(lo, hi))
+        if self.labels is not None:
+            self.labels[target] = probs.argmax(0).to(torch.uint8).cpu()
+        for i, k in enumerate(self.kept):
+            self.probabilities[(i, *target)] = probs[k].to(torch.float16).cpu()
+
+    def advance(self, row_start: int, next_start: int | None) -> None:
+        """Emit what no later row touches and move the slab to ``next_start`` (``None``: done)."""
+        if next_start is None:
+            self.emit(row_start, self.thickness)
+            return
+        shift = next_start - row_start
+        self.emit(row_start, shift)
+        keep = self.thickness - shift
+        if keep > 0:
+            head, tail = _along(self.axis, slice(0, keep)), _along(self.axis, slice(shift, None))
+            self.sums[(slice(None), *head)] = self.sums[(slice(None), *tail)].clone()
+            self.weight_sum[head] = self.weight_sum[tail].clone()
+        rest = _along(self.axis, slice(max(keep, 0), None))
+        self.sums[(slice(None), *rest)] = 0
+        self.weight_sum[rest] = 0
+
+
+def _window_start(
+    slab_axis: int, others: Sequence[int], row_start: int, pair: tuple[int, int]
+) -> list[int]:
+    start = [0, 0, 0]
+    start[slab_axis], start[others[0]], start[others[1]] = row_start, pair[0], pair[1]
+    return start
+
+
+def _fill_batch(
+    buffer: torch.Tensor,
+    image: torch.Tensor,
+    starts: Sequence[Sequence[int]],
+    patch: tuple[int, ...],
+    slab_axis: int,
+) -> tuple[torch.Tensor, list[tuple[tuple, tuple]]]:
+    """Copy the windows at ``starts`` into ``buffer``; their slab and window slices."""
+    shape = tuple(image.shape[1:])
+    batch = buffer[: len(starts)]
+    placements = []
+    for b, start in enumerate(starts):
+        image_sl, inside_sl = _window_slices(start, patch, shape)
+        if any(sl.stop - sl.start < p for sl, p in zip(inside_sl, patch)):
+            batch[b] = 0  # the window reaches outside the image: zeros there, as MONAI
+        batch[(b, slice(None), *inside_sl)] = image[(slice(None), *image_sl)]
+        slab_sl = list(image_sl)
+        slab_sl[slab_axis] = inside_sl[slab_axis]
+        placements.append((tuple(slab_sl), inside_sl))
+    return batch, placements
+
+
+def _check_arguments(
+    image: torch.Tensor,
+    patch_size: Sequence[int],
+    num_classes: int,
+    overlap: float,
+    batch_size: int,
+    keep_probabilities: Sequence[int],
+    return_labels: bool,
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """``(patch, kept classes)`` as int tuples; a ValueError for anything unusable."""
+    if image.ndim != 4:
+        raise ValueError(f"Expected an image [C, X, Y, Z], got shape {tuple(image.shape)}.")
+    if not 0.0 <= overlap < 1.0:
+        raise ValueError(f"overlap must be in [0, 1), got {overlap}.")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
+    if num_classes > 255 and return_labels:
+        raise ValueError("uint8 labels hold at most 255 classes.")
+    patch = tuple(int(p) for p in patch_size)
+    if len(patch) != 3:
+        raise ValueError(f"patch_size needs 3 values, got {patch_size}.")
+    kept = tuple(int(k) for k in keep_probabilities)
+    if any(not 0 <= k < num_classes for k in kept):
+        raise ValueError(f"keep_probabilities {kept} outside 0..{num_classes - 1}.")
+    return patch, kept
 
 
 def sliding_window_predict(
@@ -132,11 +286,23 @@ def sliding_window_predict(
 ) -> SlidingWindowResult:
     """Predict a whole volume window by window, aggregating in bounded memory.
 
+    Runs without autograd whatever the caller's context, so a model in train or eval mode
+    can be passed as it is. Whole-volume validation of a task calls it like this, for
+    arg-max labels and the lesion probability (class 1) in ``uint8`` / ``float16``:
+
+    >>> net = torch.nn.Conv3d(2, 2, kernel_size=3, padding=1).train()
+    >>> image = torch.rand(2, 20, 24, 18)  # one case [C, X, Y, Z], float32
+    >>> result = sliding_window_predict(
+    ...     image, softmax_predict_fn(net), (16, 16, 16), 2, keep_probabilities=(1,)
+    ... )
+    >>> result.labels.shape, result.labels.dtype.name, result.probabilities.shape
+    ((20, 24, 18), 'uint8', (1, 20, 24, 18))
+
     Args:
-        image: ``[C, *spatial]`` tensor on the CPU (3 spatial axes); any float dtype, windows
-            are cast to float32.
+        image: ``[C, *spatial]`` tensor (3 spatial axes), on the CPU or on ``device``; any
+            float dtype, windows are cast to float32.
         predict_fn: maps ``[B, C, *patch_size]`` float32 on ``device`` to class
-            probabilities ``[B, num_classes, *patch_size]`` (apply softmax inside).
+            probabilities ``[B, num_classes, *patch_size]`` (see :func:`softmax_predict_fn`).
         patch_size: window size in voxels, one per spatial axis.
         num_classes: number of output classes of ``predict_fn``.
         overlap: fraction of a window shared with its neighbour, in ``[0, 1)``.
@@ -150,110 +316,49 @@ def sliding_window_predict(
         progress: called with the number of windows just finished.
 
     Returns:
-        A :class:`SlidingWindowResult` on the grid of ``image``.
+        A :class:`SlidingWindowResult` on the grid of ``image``, in CPU memory.
     """
-    if image.ndim != 4:
-        raise ValueError(f"Expected an image [C, X, Y, Z], got shape {tuple(image.shape)}.")
-    if not 0.0 <= overlap < 1.0:
-        raise ValueError(f"overlap must be in [0, 1), got {overlap}.")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
-    if num_classes > 255 and return_labels:
-        raise ValueError("uint8 labels hold at most 255 classes.")
-    patch = tuple(int(p) for p in patch_size)
+    patch, kept = _check_arguments(
+        image, patch_size, num_classes, overlap, batch_size, keep_probabilities, return_labels
+    )
     shape = tuple(int(n) for n in image.shape[1:])
-    if len(patch) != 3:
-        raise ValueError(f"patch_size needs 3 values, got {patch_size}.")
-    kept = tuple(int(k) for k in keep_probabilities)
-    if any(not 0 <= k < num_classes for k in kept):
-        raise ValueError(f"keep_probabilities {kept} outside 0..{num_classes - 1}.")
     device = torch.device(device)
-
     starts = [window_starts(n, p, overlap) for n, p in zip(shape, patch)]
     if slab_axis is None:
         slab_axis = max(range(3), key=lambda a: (len(starts[a]), a))
     others = [a for a in range(3) if a != slab_axis]
-    thickness = patch[slab_axis]
-
-    # Every voxel is written exactly once by emit(), so no zero fill is needed.
-    labels = torch.empty(shape, dtype=torch.uint8) if return_labels else None
-    probabilities = torch.empty((len(kept), *shape), dtype=torch.float16)
-    weights = blending_weights(patch, blending).to(device)
-    # The accumulator covers [row_start, row_start + thickness) along the slab axis and the
-    # whole image along the other two.
-    acc_shape = list(shape)
-    acc_shape[slab_axis] = thickness
-    acc = torch.zeros((num_classes, *acc_shape), dtype=torch.float32, device=device)
-    weight_sum = torch.zeros(acc_shape, dtype=torch.float32, device=device)
-
-    def along(axis: int, sl: slice, rest: slice = slice(None)) -> tuple[slice, ...]:
-        return tuple(sl if a == axis else rest for a in range(3))
-
-    def emit(row_start: int, count: int) -> None:
-        """Normalise the first ``count`` accumulator slices and store the valid part."""
-        lo, hi = max(row_start, 0), min(row_start + count, shape[slab_axis])
-        if hi <= lo:
-            return
-        local = along(slab_axis, slice(lo - row_start, hi - row_start))
-        probs = acc[(slice(None), *local)] / weight_sum[local]
-        target = along(slab_axis, slice(lo, hi))
-        if labels is not None:
-            labels[target] = probs.argmax(0).to(torch.uint8).cpu()
-        for i, k in enumerate(kept):
-            probabilities[(i, *target)] = probs[k].to(torch.float16).cpu()
-
-    # One host buffer for the windows of a batch, reused: no page faults per batch.
-    window_buffer = torch.empty((batch_size, image.shape[0], *patch), dtype=torch.float32)
-    row_starts = starts[slab_axis]
+    slab = _SlabAccumulator(
+        shape, patch, slab_axis, num_classes, blending, device, kept, return_labels
+    )
+    # One buffer for the windows of a batch, reused: no page faults per batch.
+    buffer = torch.empty(
+        (batch_size, image.shape[0], *patch), dtype=torch.float32, device=image.device
+    )
+    rows = starts[slab_axis]
     grid = [(a, b) for a in starts[others[0]] for b in starts[others[1]]]
     num_windows = 0
-    for r, row_start in enumerate(row_starts):
-        for first in range(0, len(grid), batch_size):
-            chunk = grid[first : first + batch_size]
-            batch = window_buffer[: len(chunk)]
-            placements = []
-            for b, (s0, s1) in enumerate(chunk):
-                start = [0, 0, 0]
-                start[slab_axis], start[others[0]], start[others[1]] = row_start, s0, s1
-                image_sl, inside_sl = _window_slices(start, patch, shape)
-                if any(sl.stop - sl.start < p for sl, p in zip(inside_sl, patch)):
-                    batch[b] = 0  # the window reaches outside the image: zeros there, as MONAI
-                batch[(b, slice(None), *inside_sl)] = image[(slice(None), *image_sl)]
-                acc_sl = list(image_sl)
-                acc_sl[slab_axis] = inside_sl[slab_axis]
-                placements.append((tuple(acc_sl), inside_sl))
-            out = predict_fn(batch.to(device, non_blocking=True))
-            if out.shape[:2] != (len(chunk), num_classes) or tuple(out.shape[2:]) != patch:
-                raise ValueError(
-                    f"The model returned shape {tuple(out.shape)} for windows of "
-                    f"{(len(chunk), image.shape[0], *patch)}; expected "
-                    f"{(len(chunk), num_classes, *patch)}."
-                )
-            out = out.to(torch.float32)
-            for b, (acc_sl, inside_sl) in enumerate(placements):
-                w = weights[inside_sl]
-                acc[(slice(None), *acc_sl)].addcmul_(out[(b, slice(None), *inside_sl)], w)
-                weight_sum[acc_sl] += w
-            num_windows += len(chunk)
-            if progress is not None:
-                progress(len(chunk))
-        if r + 1 < len(row_starts):
-            shift = row_starts[r + 1] - row_start
-            emit(row_start, shift)
-            keep = thickness - shift
-            if keep > 0:
-                head, tail = along(slab_axis, slice(0, keep)), along(slab_axis, slice(shift, None))
-                acc[(slice(None), *head)] = acc[(slice(None), *tail)].clone()
-                weight_sum[head] = weight_sum[tail].clone()
-            rest = along(slab_axis, slice(max(keep, 0), None))
-            acc[(slice(None), *rest)] = 0
-            weight_sum[rest] = 0
-        else:
-            emit(row_start, thickness)
-
+    with torch.no_grad():
+        for r, row_start in enumerate(rows):
+            for first in range(0, len(grid), batch_size):
+                chunk = [
+                    _window_start(slab_axis, others, row_start, pair)
+                    for pair in grid[first : first + batch_size]
+                ]
+                batch, placements = _fill_batch(buffer, image, chunk, patch, slab_axis)
+                out = predict_fn(batch.to(device, non_blocking=True))
+                if out.shape[:2] != (len(placements), num_classes) or tuple(out.shape[2:]) != patch:
+                    raise ValueError(
+                        f"The model returned shape {tuple(out.shape)} for windows of "
+                        f"{tuple(batch.shape)}; expected {(len(placements), num_classes, *patch)}."
+                    )
+                slab.add(out.to(torch.float32), placements)
+                num_windows += len(placements)
+                if progress is not None:
+                    progress(len(placements))
+            slab.advance(row_start, rows[r + 1] if r + 1 < len(rows) else None)
     return SlidingWindowResult(
-        labels=None if labels is None else labels.numpy(),
-        probabilities=probabilities.numpy(),
+        labels=None if slab.labels is None else slab.labels.numpy(),
+        probabilities=slab.probabilities.numpy(),
         kept_classes=kept,
         num_windows=num_windows,
     )
@@ -265,5 +370,6 @@ __all__ = [
     "SlidingWindowResult",
     "blending_weights",
     "sliding_window_predict",
+    "softmax_predict_fn",
     "window_starts",
 ]

@@ -103,18 +103,35 @@ def resample_to_grid(
     mapping = voxel_map(source_affine, target_affine)
     exact = _signed_permutation(mapping, array.shape, target_shape)
     if exact is not None:
-        per_source: list[slice] = [slice(None)] * 3
-        flipped = []
-        for j, (i, sign, start) in enumerate(exact):
-            n = target_shape[j]
-            per_source[i] = slice(start, start + n) if sign > 0 else slice(start - n + 1, start + 1)
-            if sign < 0:
-                flipped.append(i)
-        view = array[tuple(per_source)]
-        if flipped:
-            view = np.flip(view, axis=tuple(flipped))
-        return np.ascontiguousarray(view.transpose([i for i, _, _ in exact]))
+        return _reindex(array, exact, target_shape)
+    return _interpolate(array, mapping, target_shape, order, slab_voxels)
 
+
+def _reindex(
+    array: np.ndarray, axes: list[tuple[int, int, int]], target_shape: tuple[int, ...]
+) -> np.ndarray:
+    """Flips and transposes of ``array`` given by :func:`_signed_permutation`."""
+    per_source: list[slice] = [slice(None)] * 3
+    flipped = []
+    for j, (i, sign, start) in enumerate(axes):
+        n = target_shape[j]
+        per_source[i] = slice(start, start + n) if sign > 0 else slice(start - n + 1, start + 1)
+        if sign < 0:
+            flipped.append(i)
+    view = array[tuple(per_source)]
+    if flipped:
+        view = np.flip(view, axis=tuple(flipped))
+    return np.ascontiguousarray(view.transpose([i for i, _, _ in axes]))
+
+
+def _interpolate(
+    array: np.ndarray,
+    mapping: np.ndarray,
+    target_shape: tuple[int, ...],
+    order: int,
+    slab_voxels: int,
+) -> np.ndarray:
+    """Interpolate slab by slab, each slab reading only the part of ``array`` it needs."""
     out = np.empty(target_shape, dtype=array.dtype)
     linear, offset = mapping[:3, :3], mapping[:3, 3]
     plane = target_shape[0] * target_shape[1]

@@ -11,27 +11,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from sap.io import atomic_write, save_nifti_atomic
-from sap.labels import DEFAULT_LESION_FILE, DEFAULT_SKELETON_FILE
+from sap.labels import TASK_LABEL_FILES
 
-if TYPE_CHECKING:
-    from sap.inference.predictor import Prediction
-
-LABEL_FILES = {"lesion": DEFAULT_LESION_FILE, "skeleton": DEFAULT_SKELETON_FILE}
 PROBABILITY_STEPS = 255
 
 
 class OutputExistsError(FileExistsError):
     """Outputs exist already and overwriting was not asked for."""
-
-
-def label_file(task: str) -> str:
-    """File name of a task's label map (``lesion.nii.gz``, ``skeleton.nii.gz``)."""
-    return LABEL_FILES.get(task, f"{task}.nii.gz")
 
 
 def probability_file(task: str, class_name: str, single: bool) -> str:
@@ -45,9 +35,15 @@ def prediction_paths(
     probability_names: Sequence[str] | Mapping[str, object],
     save_probabilities: bool,
 ) -> dict[str, Path]:
-    """Where a prediction's files go: ``{"labels": ..., "probability:<class>": ...}``."""
+    """Where a prediction's files go: ``{"labels": ..., "probability:<class>": ...}``.
+
+    The label map has the name of the training layout (:data:`sap.labels.TASK_LABEL_FILES`).
+
+    >>> sorted(prediction_paths("out", "lesion", ["lesion"], True).values())
+    [PosixPath('out/lesion.nii.gz'), PosixPath('out/lesion_probability.nii.gz')]
+    """
     folder = Path(folder)
-    paths = {"labels": folder / label_file(task)}
+    paths = {"labels": folder / TASK_LABEL_FILES[task]}
     if save_probabilities:
         names = list(probability_names)
         for name in names:
@@ -87,27 +83,36 @@ def save_probability_atomic(probability: np.ndarray, affine: np.ndarray, path: s
     return atomic_write(path, lambda tmp: nib.save(image, str(tmp)))
 
 
-def write_prediction(prediction: Prediction, paths: Mapping[str, Path]) -> list[Path]:
-    """Write the files named by :func:`prediction_paths`; returns them in order."""
-    written = [
-        save_nifti_atomic(prediction.labels, prediction.affine, paths["labels"], dtype=np.uint8)
-    ]
+def write_maps(
+    paths: Mapping[str, Path],
+    labels: np.ndarray,
+    affine: np.ndarray,
+    probabilities: Mapping[str, np.ndarray],
+) -> list[Path]:
+    """Write the label map and the probability maps named by :func:`prediction_paths`.
+
+    Args:
+        paths: from :func:`prediction_paths`.
+        labels: ``uint8`` label map on the grid of ``affine``.
+        affine: voxel-to-scanner matrix of the input T1.
+        probabilities: class name -> probability map, for the ``probability:<class>`` paths.
+
+    Returns:
+        The files written, label map first.
+    """
+    written = [save_nifti_atomic(labels, affine, paths["labels"], dtype=np.uint8)]
     for key, path in paths.items():
         if key.startswith("probability:"):
             name = key.split(":", 1)[1]
-            written.append(
-                save_probability_atomic(prediction.probabilities[name], prediction.affine, path)
-            )
+            written.append(save_probability_atomic(probabilities[name], affine, path))
     return written
 
 
 __all__ = [
-    "LABEL_FILES",
     "OutputExistsError",
     "check_outputs_free",
-    "label_file",
     "prediction_paths",
     "probability_file",
     "save_probability_atomic",
-    "write_prediction",
+    "write_maps",
 ]

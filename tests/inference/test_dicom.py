@@ -12,7 +12,7 @@ import SimpleITK as sitk
 
 from sap.inference import DicomSeriesError, Predictor
 from sap.inference.dicom import find_dicom_series, load_dicom_case, read_series
-from sap.inference.pipeline import resolve_inputs
+from sap.inference.inputs import resolve_inputs
 from tests.helpers.inference import tiny_model
 
 STUDY_UID = "1.2.826.0.1.3680043.8.498.1"

@@ -8,17 +8,12 @@ import json
 import numpy as np
 import pytest
 
-from sap.inference.postprocess import (
-    connected_components,
-    remove_small_components,
-    skeleton_majority_vote,
-)
+from sap.inference.postprocess import remove_small_components, skeleton_majority_vote
 from sap.inference.report import (
     CSV_COLUMNS,
     OUTSIDE_SKELETON,
     build_lesion_report,
     render_overview,
-    voxel_volume_ml,
 )
 from sap.labels import SKELETON_LABELS
 
@@ -58,7 +53,7 @@ def test_report_volume_is_voxel_count_times_voxel_volume(constructed_case):
         skeleton=skeleton,
         skeleton_labels=SKELETON_LABELS,
     )
-    assert voxel_volume_ml(AFFINE) == pytest.approx(0.01)
+    assert report.voxel_volume_ml == pytest.approx(0.01)
     assert [r.voxel_count for r in report.lesions] == [125, 40, 8]
     for record in report.lesions:
         assert record.volume_ml == pytest.approx(record.voxel_count * 2 * 2 * 2.5 / 1000)
@@ -129,24 +124,38 @@ def test_no_lesion_gives_an_empty_table_with_zero_totals(tmp_path):
     assert report.csv_text().strip() == ",".join(CSV_COLUMNS)
 
 
+SPACING_MM = (2.0, 2.0, 2.5)  # 0.01 mL per voxel, as AFFINE
+
+
 def test_small_components_are_dropped_by_volume():
     mask = np.zeros((30, 30, 30), np.uint8)
     mask[2:7, 2:7, 2:6] = 1  # 100 voxels = 1.0 mL
     mask[20:22, 20:22, 20:22] = 1  # 8 voxels = 0.08 mL
     mask[10, 10, 10] = mask[11, 11, 11] = 1  # corner-touching: one 26-connected component
-    cleaned, components, count = remove_small_components(mask, 0.01, min_volume_ml=0.05)
+    cleaned, components, count = remove_small_components(mask, SPACING_MM, min_volume_ml=0.05)
     assert count == 2
     assert cleaned[20, 20, 20] == 1 and cleaned[10, 10, 10] == 0
     assert (components == 1).sum() == 100  # numbered by decreasing volume
-    _, _, exact = remove_small_components(mask, 0.01, min_volume_ml=1.0)
+    assert (components == 2).sum() == 8
+    _, _, exact = remove_small_components(mask, SPACING_MM, min_volume_ml=1.0)
     assert exact == 1  # a lesion of exactly min_volume_ml is kept
 
 
-def test_connected_components_uses_26_connectivity_by_default():
-    mask = np.zeros((4, 4, 4), bool)
-    mask[0, 0, 0] = mask[1, 1, 1] = True
-    assert connected_components(mask)[1] == 1
-    assert connected_components(mask, connectivity=6)[1] == 2
+def test_corner_touching_voxels_are_one_lesion_unless_connectivity_says_otherwise():
+    mask = np.zeros((6, 6, 6), np.uint8)
+    mask[1, 1, 1] = mask[2, 2, 2] = 1  # 2 voxels = 0.02 mL together, 0.01 mL each
+    assert remove_small_components(mask, SPACING_MM, min_volume_ml=0.015)[2] == 1
+    assert remove_small_components(mask, SPACING_MM, 0.015, connectivity=6)[2] == 0
+    assert build_lesion_report("c", mask, AFFINE).lesion_count == 1
+    assert build_lesion_report("c", mask, AFFINE, connectivity=6).lesion_count == 2
+
+
+def test_equal_lesions_are_numbered_in_scan_order():
+    mask = np.zeros((10, 10, 10), np.uint8)
+    mask[7:9, 1, 1] = 1  # met second in C order
+    mask[1:3, 5, 5] = 1  # met first
+    first, second = build_lesion_report("c", mask, AFFINE).lesions
+    assert first.bbox_min_voxel == (1, 5, 5) and second.bbox_min_voxel == (7, 1, 1)
 
 
 def test_majority_vote_gives_each_bone_piece_its_most_frequent_label():

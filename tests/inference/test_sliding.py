@@ -10,7 +10,13 @@ from monai.inferers import sliding_window_inference
 from monai.inferers.utils import compute_importance_map
 from torch import nn
 
-from sap.inference.sliding import blending_weights, sliding_window_predict, window_starts
+from sap.inference.sliding import (
+    blending_weights,
+    sliding_window_predict,
+    softmax_predict_fn,
+    window_starts,
+)
+from tests.helpers.inference import tiny_model
 
 
 def small_net(classes: int = 3, seed: int = 0) -> nn.Module:
@@ -131,8 +137,42 @@ def test_outputs_are_compact():
 
 def test_model_with_wrong_output_shape_is_reported():
     net = small_net(classes=3)
-    with pytest.raises(ValueError, match="expected"), torch.inference_mode():
+    with pytest.raises(ValueError, match=r"returned shape \(4, 3, 16, 16, 16\).*expected"):
         sliding_window_predict(torch.rand(2, 20, 20, 20), softmax_of(net), (16, 16, 16), 2)
+
+
+def test_validation_call_works_for_a_model_in_train_mode_outside_no_grad():
+    # What a task's validation does: float32 volume on the CPU, the network as it is during
+    # fitting, every class kept plus the arg-max labels; no autograd graph may build up.
+    model = tiny_model("skeleton", patch=(16, 16, 16)).train()
+    image = torch.rand(2, 20, 18, 24)
+    result = sliding_window_predict(
+        image,
+        softmax_predict_fn(model),
+        (16, 16, 16),
+        10,
+        keep_probabilities=range(10),
+        return_labels=True,
+    )
+    assert result.labels.shape == (20, 18, 24) and result.labels.dtype == np.uint8
+    assert result.probabilities.shape == (10, 20, 18, 24)
+    assert result.probabilities.dtype == np.float16
+    np.testing.assert_allclose(result.probabilities.astype(np.float32).sum(0), 1.0, atol=5e-3)
+    agree = (result.labels == result.probabilities.argmax(0)).mean()
+    assert agree > 0.99  # float16 rounding may flip near-ties
+    assert all(p.grad is None for p in model.parameters())
+    assert model.training  # the caller's mode is left alone
+
+
+def test_softmax_predict_fn_is_the_softmax_of_the_logits():
+    net = small_net(classes=3)
+    x = torch.rand(2, 2, 8, 8, 8)
+    with torch.no_grad():
+        expected = torch.softmax(net(x), dim=1)
+        torch.testing.assert_close(softmax_predict_fn(net)(x), expected)
+        mixed = softmax_predict_fn(net, amp=True)(x)  # bfloat16 autocast on the CPU
+    assert mixed.dtype == torch.float32
+    torch.testing.assert_close(mixed, expected, rtol=0, atol=2e-2)
 
 
 def test_progress_counts_every_window():
