@@ -44,11 +44,15 @@ TASK_LABEL_FILES: dict[str, str] = {
     "lesion": DEFAULT_LESION_FILE,
 }
 
+#: The lesion probability map a prediction folder holds beside ``lesion.nii.gz``.
+LESION_PROBABILITY_FILE = "lesion_probability.nii.gz"
+
 __all__ = [
     "CHANNELS",
     "DEFAULT_CHANNEL_FILES",
     "DEFAULT_LESION_FILE",
     "DEFAULT_SKELETON_FILE",
+    "LESION_PROBABILITY_FILE",
     "LESION_LABELS",
     "SKELETON_LABELS",
     "TASK_LABELS",

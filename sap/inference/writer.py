@@ -25,7 +25,12 @@ class OutputExistsError(FileExistsError):
 
 
 def probability_file(task: str, class_name: str, single: bool) -> str:
-    """``lesion_probability.nii.gz`` for a single map, else ``<task>_probability_<class>.nii.gz``."""
+    """``<task>_probability.nii.gz`` for a single map, else ``<task>_probability_<class>.nii.gz``.
+
+    >>> from sap.labels import LESION_PROBABILITY_FILE
+    >>> probability_file("lesion", "lesion", single=True) == LESION_PROBABILITY_FILE
+    True
+    """
     return f"{task}_probability.nii.gz" if single else f"{task}_probability_{class_name}.nii.gz"
 
 

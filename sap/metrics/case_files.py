@@ -21,13 +21,13 @@ from pathlib import Path
 
 import numpy as np
 
-from sap.labels import DEFAULT_LESION_FILE
+from sap.labels import DEFAULT_LESION_FILE, LESION_PROBABILITY_FILE
 from sap.volume import VolumeFile, VolumeReadError, grid_offset_mm, open_volume
 
 #: Name of a binary prediction inside a case folder.
 PREDICTION_FILE = DEFAULT_LESION_FILE
 #: Name of a lesion probability map inside a case folder (what ``sap predict`` writes).
-PROBABILITY_FILE = "lesion_probability.nii.gz"
+PROBABILITY_FILE = LESION_PROBABILITY_FILE
 #: Endings of a prediction file named after its case.
 NIFTI_SUFFIXES: tuple[str, ...] = (".nii.gz", ".nii")
 #: Prediction and reference are one grid when their voxel centres are this close (in voxels).

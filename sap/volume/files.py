@@ -56,9 +56,10 @@ class VolumeFile:
     def voxels(self, dtype: np.dtype | type | None = None) -> np.ndarray:
         """The 3D voxel array (trailing singleton axes dropped), optionally cast to ``dtype``."""
         try:
-            data = np.asanyarray(self._read())
-            if dtype is not None:
-                data = np.asarray(data, dtype=dtype)
+            # Asking the reader for the dtype lets nibabel scale straight into it, without a
+            # whole-volume float64 copy (1 GB for a whole-body scan).
+            raw = self._read()
+            data = np.asanyarray(raw) if dtype is None else np.asarray(raw, dtype=dtype)
         except Exception as error:  # truncated gzip, short file, bad compression, ...
             raise VolumeReadError(
                 self.path,

@@ -10,7 +10,7 @@ from scipy import ndimage
 
 from sap.metrics import DetectionSettings, evaluate_exam
 from sap.metrics.overlap import surface_dice
-from sap.volume import find_components, min_voxels_for_volume, neighbour_offsets
+from sap.volume import min_voxels_for_volume
 
 ISO = (1.0, 1.0, 1.0)
 
@@ -19,13 +19,6 @@ def box(shape, *slices):
     mask = np.zeros(shape, dtype=bool)
     mask[tuple(slices)] = True
     return mask
-
-
-def test_neighbour_offsets_cover_each_pair_once():
-    for connectivity, count in ((6, 3), (18, 9), (26, 13)):
-        offsets = neighbour_offsets(connectivity)
-        assert len(offsets) == count
-        assert len({tuple(o) for o in offsets} | {tuple(-o) for o in offsets}) == 2 * count
 
 
 def test_lesion_detected_when_any_voxel_overlaps():
@@ -202,19 +195,6 @@ def test_settings_are_checked():
         evaluate_exam(np.zeros((4, 4, 4)), np.zeros((4, 4, 4)), (1.0, 0.0, 1.0))
     with pytest.raises(ValueError, match="3D"):
         evaluate_exam(np.zeros((2, 4, 4, 4)), np.zeros((2, 4, 4, 4)), ISO)
-
-
-def test_components_match_scipy_labelling():
-    rng = np.random.default_rng(3)
-    mask = ndimage.gaussian_filter(rng.random((20, 24, 16)), 1.0) > 0.55
-    for connectivity, rank in ((6, 1), (18, 2), (26, 3)):
-        components = find_components(mask, connectivity)
-        labels, count = ndimage.label(mask, ndimage.generate_binary_structure(3, rank))
-        assert components.count == count
-        assert sorted(components.voxel_counts[1:]) == sorted(np.bincount(labels.ravel())[1:])
-        for label in range(1, components.count + 1):
-            inside = components.labels[components.bbox(label)] == label
-            assert inside.sum() == components.voxel_counts[label]
 
 
 # Cross-check against an independent, straightforward implementation ---------------------
