@@ -11,7 +11,8 @@ import torch
 
 from sap.labels import CHANNELS, LESION_LABELS
 from sap.tasks.base import OptimizerName, SegmentationTask
-from sap.tasks.transfer import TransferReport, read_state_dict, transfer_encoder_decoder
+from sap.tasks.transfer import TransferReport, transfer_encoder_decoder
+from sap.zoo.checkpoint import read_state_dict
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Tiny exported models for the zoo tests: build, export and compare in milliseconds."""
+"""Tiny models, exports and checkpoints for the zoo tests: build, export and compare in milliseconds."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ TINY_KWARGS = {"base_channels": 4, "depth": 2, "residual": True}
 TINY_INPUT_SHAPE = (1, 2, 8, 8, 8)
 
 
-def tiny_model(out_channels: int = 10, in_channels: int = 2, seed: int = 0):
+def random_tiny_unet(out_channels: int = 10, in_channels: int = 2, seed: int = 0):
+    """A bare ``tiny_unet`` (no recipe attached) with seeded random weights, in eval mode."""
     from sap.backbones import build_backbone
 
     torch.manual_seed(seed)
@@ -40,7 +41,7 @@ def tiny_config(model, name: str = "tiny-test", task: str = "skeleton") -> Model
 
 def tiny_export(folder: Path, seed: int = 0, name: str = "tiny-test", task: str = "skeleton"):
     """Export a tiny random model to ``folder``; return ``(model, folder)``."""
-    model = tiny_model(out_channels=10 if task == "skeleton" else 2, seed=seed)
+    model = random_tiny_unet(out_channels=10 if task == "skeleton" else 2, seed=seed)
     save_pretrained(model, folder, tiny_config(model, name=name, task=task))
     return model, folder
 
@@ -49,3 +50,34 @@ def same_output(a: torch.nn.Module, b: torch.nn.Module, shape=TINY_INPUT_SHAPE) 
     x = torch.rand(shape, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         return bool(torch.equal(a.eval()(x), b.eval()(x)))
+
+
+def train_one_step_checkpoint(folder: Path) -> Path:
+    """A real Lightning checkpoint of AnatomicalPretraining (one optimiser step, 8^3 patches)."""
+    import lightning as L
+
+    from sap.tasks import AnatomicalPretraining
+
+    batch = {
+        "image": torch.rand(1, 2, 8, 8, 8),
+        "label": torch.randint(0, 10, (1, 8, 8, 8)),
+        "case_id": ["c0"],
+    }
+    loader = torch.utils.data.DataLoader([batch], batch_size=None)
+    task = AnatomicalPretraining(
+        backbone="tiny_unet", backbone_kwargs=TINY_KWARGS, patch_size=(8, 8, 8), warmup_epochs=0
+    )
+    trainer = L.Trainer(
+        max_steps=1,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        limit_val_batches=0,
+        default_root_dir=folder,
+        accelerator="cpu",
+    )
+    trainer.fit(task, loader)
+    path = folder / "skeleton.ckpt"
+    trainer.save_checkpoint(path)
+    return path

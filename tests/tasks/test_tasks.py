@@ -18,10 +18,10 @@ from sap.tasks import (
     LesionFinetuning,
     TransferError,
     load_task_checkpoint,
-    read_state_dict,
     transfer_encoder_decoder,
 )
 from sap.tasks.base import warmup_cosine_factor
+from sap.zoo import read_state_dict
 
 PATCH = (16, 16, 16)
 

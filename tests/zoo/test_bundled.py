@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from sap.zoo import load_pretrained
+from sap.zoo.catalogue import SOURCE_ZOO_DIR, ModelZoo
 from sap.zoo.export import file_sha256
-from sap.zoo.registry import SOURCE_ZOO_DIR, ModelZoo
 
 REPO = Path(__file__).resolve().parents[2]
 BUNDLED = ("sap-skeleton-phantom", "sap-lesion-phantom")
