@@ -194,15 +194,6 @@ def test_fit_refuses_a_cohort_with_a_broken_file(cohort: Path, tmp_path: Path) -
     assert not list((tmp_path / "out").rglob("*.ckpt")), "nothing may be trained on bad input"
 
 
-def test_demo_table_shows_missing_values_as_na() -> None:
-    from sap.experiments import format_table
-
-    table = format_table(
-        {"sap": {"sensitivity": 0.5, "f_beta": None}, "scratch": {"sensitivity": 0.25}}
-    )
-    assert "sensitivity, all lesions" in table and "0.500" in table and "n/a" in table
-
-
 @pytest.mark.slow
 def test_sap_demo_quick_end_to_end(tmp_path: Path) -> None:
     out = tmp_path / "demo"
