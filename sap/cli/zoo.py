@@ -18,7 +18,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     commands = parser.add_subparsers(dest="zoo_command", metavar="SUBCOMMAND", required=True)
+    for add in (_add_list, _add_export, _add_push, _add_pull, _add_import_reference):
+        add(commands)
+    parser.set_defaults(func=run)
 
+
+def _add_list(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("list", help="models in the zoo, with task, size and source")
     p.add_argument(
         "pattern", nargs="?", default="*", help="shell-style name pattern (default: all)"
@@ -32,6 +37,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="write the zoo README (table of the model_zoo/*.yaml entries) to PATH instead of listing",
     )
 
+
+def _add_export(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("export", help="Lightning checkpoint -> export folder")
     p.add_argument("checkpoint", type=Path, help="a .ckpt written while training a sap task")
     p.add_argument("out", type=Path, help="export folder to create")
@@ -54,6 +61,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--license", default="apache-2.0", help="licence id of the weights")
     p.add_argument("--overwrite", action="store_true", help="replace an existing export folder")
 
+
+def _add_push(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("push", help="upload an export folder to a Hub repository")
     p.add_argument("folder", type=Path, help="export folder")
     p.add_argument("repo_id", help="owner/name")
@@ -62,6 +71,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--private", action="store_true", help="create the repository as private")
     p.add_argument("--token", help="Hub token (default: HF_TOKEN or the saved login)")
 
+
+def _add_pull(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser(
         "pull", help="download a model from the Hub into the cache and verify it"
     )
@@ -79,6 +90,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--list-revisions", action="store_true", help="list the commits of the branch instead"
     )
 
+
+def _add_import_reference(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser(
         "import-reference", help="convert a checkpoint of the SAP reference code (MONAI SwinUNETR)"
     )
@@ -94,8 +107,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--no-check", action="store_true", help="skip the forward-pass check against MONAI"
     )
     p.add_argument("--overwrite", action="store_true", help="replace an existing export folder")
-
-    parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -273,9 +273,6 @@ def pull_from_hub(
         CacheIntegrityError: a cached file was modified after download.
         HubError: the revision is not a ``sap`` export (no ``config.json`` / weights).
     """
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.utils import LocalEntryNotFoundError
-
     if not _REPO_ID.match(repo_id):
         raise ValueError(f"{repo_id!r} is not a repository id; expected 'owner/name'.")
     shown = str(HubLocation(repo_id, revision))
@@ -289,37 +286,10 @@ def pull_from_hub(
         "token": token,
         "allow_patterns": list(EXPORT_FILES),
     }
-    path: str | None = None
     if offline_mode(local_files_only):
-        try:
-            path = snapshot_download(local_files_only=True, **common)
-        except LocalEntryNotFoundError as error:
-            raise NotInCacheError(
-                f"{shown} is not in the Hugging Face cache ({cache}) and offline mode is on "
-                "(HF_HUB_OFFLINE=1 or local_files_only=True). Pull it once with network access "
-                f"(`sap zoo pull {repo_id}"
-                + (f" --revision {revision}" if revision else "")
-                + "`), "
-                "or point HF_HUB_CACHE at a cache that holds it."
-            ) from error
+        path = _cached_snapshot(common, shown, cache)
     else:
-        if revision and _COMMIT_HASH.match(revision) and not force_download:
-            # A commit never changes: a complete cached snapshot is the answer, no request needed.
-            try:
-                path = snapshot_download(local_files_only=True, **common)
-            except LocalEntryNotFoundError:
-                path = None
-            if path is not None and not _has_export_files(Path(path)):
-                path = None
-        if path is None:
-            from huggingface_hub import HfApi
-
-            api = HfApi(endpoint=endpoint, token=token)
-            with hub_errors(shown, repo_id, revision, endpoint):
-                _probe(api, repo_id, revision, timeout_s)
-                path = snapshot_download(
-                    force_download=force_download, etag_timeout=timeout_s, **common
-                )
+        path = _download_snapshot(common, shown, force_download, token, timeout_s)
     folder = Path(path)
     if not _has_export_files(folder):
         present = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
@@ -329,6 +299,46 @@ def pull_from_hub(
         )
     verify_cached_snapshot(folder)
     return folder
+
+
+def _cached_snapshot(common: dict[str, Any], shown: str, cache: Path) -> str:
+    """The snapshot folder from the cache alone; :class:`NotInCacheError` if it is not there."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.utils import LocalEntryNotFoundError
+
+    try:
+        return snapshot_download(local_files_only=True, **common)
+    except LocalEntryNotFoundError as error:
+        revision = common["revision"]
+        raise NotInCacheError(
+            f"{shown} is not in the Hugging Face cache ({cache}) and offline mode is on "
+            "(HF_HUB_OFFLINE=1 or local_files_only=True). Pull it once with network access "
+            f"(`sap zoo pull {common['repo_id']}"
+            + (f" --revision {revision}" if revision else "")
+            + "`), or point HF_HUB_CACHE at a cache that holds it."
+        ) from error
+
+
+def _download_snapshot(
+    common: dict[str, Any], shown: str, force_download: bool, token: str | None, timeout_s: float
+) -> str:
+    """The snapshot folder, downloaded unless a pinned commit is complete in the cache."""
+    from huggingface_hub import HfApi, snapshot_download
+    from huggingface_hub.utils import LocalEntryNotFoundError
+
+    repo_id, revision, endpoint = common["repo_id"], common["revision"], common["endpoint"]
+    if revision and _COMMIT_HASH.match(revision) and not force_download:
+        # A commit never changes: a complete cached snapshot is the answer, no request needed.
+        try:
+            path = snapshot_download(local_files_only=True, **common)
+        except LocalEntryNotFoundError:
+            path = None
+        if path is not None and _has_export_files(Path(path)):
+            return path
+    api = HfApi(endpoint=endpoint, token=token)
+    with hub_errors(shown, repo_id, revision, endpoint):
+        _probe(api, repo_id, revision, timeout_s)
+        return snapshot_download(force_download=force_download, etag_timeout=timeout_s, **common)
 
 
 def list_revisions(
