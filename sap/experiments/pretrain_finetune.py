@@ -144,24 +144,13 @@ def pretrain_skeleton(
     start = time.perf_counter()
     L.seed_everything(settings.seed, workers=True)
     data = SkeletonDataModule(
-        data_dir=str(data_dir),
-        patch_size=list(settings.patch_size),
-        batch_size=settings.batch_size,
         samples_per_volume=settings.skeleton_samples_per_volume,
-        val_fraction=0.0,
-        seed=settings.seed,
-        cache_subjects=True,
+        **_data_kwargs(settings, data_dir),
     )
     module = AnatomicalPretraining(
-        backbone=settings.backbone,
-        backbone_kwargs=settings.backbone_kwargs,
-        patch_size=list(settings.patch_size),
         lr=settings.skeleton_lr,
-        warmup_epochs=1,
-        sw_overlap=settings.sw_overlap,
-        sw_batch_size=settings.sw_batch_size,
-        batch_dice=settings.batch_dice,
         ce_background_weight=settings.skeleton_ce_background_weight,
+        **_task_kwargs(settings),
     )
     run = _Run(out_dir, "skeleton", settings.skeleton_epochs, progress, on_stage)
     return run.fit(module, data, start)
@@ -186,28 +175,41 @@ def finetune_lesion(
     start = time.perf_counter()
     L.seed_everything(settings.seed + settings.lesion_seed_offset, workers=True)
     data = LesionDataModule(
-        data_dir=str(data_dir),
-        patch_size=list(settings.patch_size),
-        batch_size=settings.batch_size,
-        negative_ratio=settings.negative_ratio,
-        val_fraction=0.0,
-        seed=settings.seed,
-        cache_subjects=True,
+        negative_ratio=settings.negative_ratio, **_data_kwargs(settings, data_dir)
     )
     module = LesionFinetuning(
         init="scratch" if init is None else str(init),
-        backbone=settings.backbone,
-        backbone_kwargs=settings.backbone_kwargs,
-        patch_size=list(settings.patch_size),
         lr_encoder=settings.lesion_lr_decoder if init is None else settings.lesion_lr_encoder_sap,
         lr_decoder=settings.lesion_lr_decoder,
         lr_head=settings.lesion_lr_decoder,
-        warmup_epochs=1,
-        sw_overlap=settings.sw_overlap,
-        sw_batch_size=settings.sw_batch_size,
-        batch_dice=settings.batch_dice,
+        **_task_kwargs(settings),
     )
     return _Run(out_dir, name, settings.lesion_epochs, progress, on_stage).fit(module, data, start)
+
+
+def _data_kwargs(settings: PretrainFinetuneSettings, data_dir: Path) -> dict[str, Any]:
+    """Data module arguments both stages share: all cases train, none validate."""
+    return {
+        "data_dir": str(data_dir),
+        "patch_size": list(settings.patch_size),
+        "batch_size": settings.batch_size,
+        "val_fraction": 0.0,
+        "seed": settings.seed,
+        "cache_subjects": True,
+    }
+
+
+def _task_kwargs(settings: PretrainFinetuneSettings) -> dict[str, Any]:
+    """Task arguments both stages share: the network, one warm-up epoch, the sliding window."""
+    return {
+        "backbone": settings.backbone,
+        "backbone_kwargs": settings.backbone_kwargs,
+        "patch_size": list(settings.patch_size),
+        "warmup_epochs": 1,
+        "sw_overlap": settings.sw_overlap,
+        "sw_batch_size": settings.sw_batch_size,
+        "batch_dice": settings.batch_dice,
+    }
 
 
 @dataclass

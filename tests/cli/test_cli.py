@@ -73,9 +73,10 @@ def test_packaged_configs_parse(name: str, capsys: pytest.CaptureFixture[str]) -
     assert printed["model"]["init_args"]["channels"] == ["T1", "b1000"]
 
 
-def _fit_args(config: str, data_dir: Path, out: Path, *extra: str) -> list[str]:
+def _cli_args(command: str, config: str, data_dir: Path, out: Path, *extra: str) -> list[str]:
+    """``sap <command>`` on a tiny cohort, logging to ``out`` as CSV."""
     return [
-        "fit",
+        command,
         "--config",
         config,
         "--data.data_dir",
@@ -86,18 +87,28 @@ def _fit_args(config: str, data_dir: Path, out: Path, *extra: str) -> list[str]:
         f"[{','.join(PATCH)}]",
         "--data.val_fraction",
         "0.34",
-        "--trainer.max_epochs",
-        "2",
-        "--trainer.check_val_every_n_epoch",
-        "1",
         "--trainer.default_root_dir",
         str(out),
-        "--trainer.enable_progress_bar",
-        "false",
         "--trainer.logger",
         _csv_logger(out),
         *extra,
     ]
+
+
+def _fit_args(config: str, data_dir: Path, out: Path, *extra: str) -> list[str]:
+    return _cli_args(
+        "fit",
+        config,
+        data_dir,
+        out,
+        "--trainer.max_epochs",
+        "2",
+        "--trainer.check_val_every_n_epoch",
+        "1",
+        "--trainer.enable_progress_bar",
+        "false",
+        *extra,
+    )
 
 
 def _csv_logger(folder: Path) -> str:
@@ -151,25 +162,14 @@ def test_fit_skeleton_then_sap_finetune_then_validate(cohort: Path, tmp_path: Pa
         assert float(row["val/dice_foreground"]) == pytest.approx(float(row["val/dice_lesion"]))
 
     main(
-        [
+        _cli_args(
             "validate",
-            "--config",
             "lesion-cpu-small",
-            "--data.data_dir",
-            str(cohort / "lesions"),
-            "--data.patch_size",
-            f"[{','.join(PATCH)}]",
-            "--model.patch_size",
-            f"[{','.join(PATCH)}]",
-            "--data.val_fraction",
-            "0.34",
-            "--trainer.default_root_dir",
-            str(tmp_path / "validate"),
-            "--trainer.logger",
-            _csv_logger(tmp_path / "validate"),
+            cohort / "lesions",
+            tmp_path / "validate",
             "--ckpt_path",
             str(lesion_ckpt),
-        ]
+        )
     )
     (row,) = [row for row in _logged_rows(tmp_path / "validate") if row.get("val/dice_foreground")]
     assert float(row["val/dice_foreground"]) == pytest.approx(

@@ -46,6 +46,31 @@ def tiny_export(folder: Path, seed: int = 0, name: str = "tiny-test", task: str 
     return model, folder
 
 
+def catalogue_entry(**changes) -> dict:
+    """The fields of a valid ``model_zoo/<name>.yaml`` entry (a Hub model), with ``changes``."""
+    entry = {
+        "name": "sap-test-model",
+        "summary": "an entry for tests",
+        "task": "skeleton",
+        "backbone": "tiny_unet",
+        "channels": ["T1", "b1000"],
+        "labels": ["background", "bone"],
+        "source": {"hub": "sap-org/sap-test-model", "revision": "1" * 40},
+        "sha256": "0" * 64,
+    }
+    entry.update(changes)
+    return entry
+
+
+def write_catalogue_entry(folder: Path, entry: dict, name: str | None = None) -> Path:
+    """Write ``entry`` as ``folder/<name>.yaml`` (default: the entry's own name)."""
+    import yaml
+
+    path = folder / f"{name or entry['name']}.yaml"
+    path.write_text(yaml.safe_dump(entry), encoding="utf-8")
+    return path
+
+
 def same_output(a: torch.nn.Module, b: torch.nn.Module, shape=TINY_INPUT_SHAPE) -> bool:
     x = torch.rand(shape, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():

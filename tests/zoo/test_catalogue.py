@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-import yaml
 
 from sap.zoo import (
     ModelZoo,
@@ -18,36 +17,21 @@ from sap.zoo import catalogue as catalogue_module
 from sap.zoo.catalogue import SOURCE_ZOO_DIR, entry_from_export, read_entry
 from sap.zoo.catalogue_readme import render_zoo_readme
 from sap.zoo.export import file_sha256
-from tests.helpers.zoo import same_output, tiny_export
+from tests.helpers.zoo import (
+    catalogue_entry,
+    same_output,
+    tiny_export,
+    write_catalogue_entry,
+)
 
-SHA = "0" * 64
 COMMIT = "1" * 40
-
-
-def _entry(**changes) -> dict:
-    entry = {
-        "name": "sap-test-model",
-        "summary": "an entry for tests",
-        "task": "skeleton",
-        "backbone": "tiny_unet",
-        "channels": ["T1", "b1000"],
-        "labels": ["background", "bone"],
-        "source": {"hub": "sap-org/sap-test-model", "revision": COMMIT},
-        "sha256": SHA,
-    }
-    entry.update(changes)
-    return entry
-
-
-def _write(folder, data: dict, name: str | None = None):
-    path = folder / f"{name or data['name']}.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
 
 
 def test_entry_round_trips_through_yaml(tmp_path):
     entry = read_entry(
-        _write(tmp_path, _entry(metrics={"whole_skeleton_dice": 0.9}, training={"seed": 1}))
+        write_catalogue_entry(
+            tmp_path, catalogue_entry(metrics={"whole_skeleton_dice": 0.9}, training={"seed": 1})
+        )
     )
     assert entry.source == f"hf://sap-org/sap-test-model@{COMMIT}"
     assert entry.metrics == {"whole_skeleton_dice": 0.9}
@@ -70,27 +54,27 @@ def test_entry_round_trips_through_yaml(tmp_path):
     ],
 )
 def test_malformed_entries_name_the_file_and_field(tmp_path, changes, message):
-    path = _write(tmp_path, _entry(**changes), name="sap-test-model")
+    path = write_catalogue_entry(tmp_path, catalogue_entry(**changes), name="sap-test-model")
     with pytest.raises(ZooEntryError) as info:
         read_entry(path)
     assert message in str(info.value) and str(path) in str(info.value)
 
 
 def test_entry_missing_a_field(tmp_path):
-    data = _entry()
+    data = catalogue_entry()
     del data["sha256"]
     with pytest.raises(ZooEntryError, match=r"missing field\(s\) \['sha256'\]"):
-        read_entry(_write(tmp_path, data))
+        read_entry(write_catalogue_entry(tmp_path, data))
 
 
 def test_entry_file_must_be_named_after_the_model(tmp_path):
     with pytest.raises(ZooEntryError, match="sap-test-model.yaml"):
-        read_entry(_write(tmp_path, _entry(), name="other"))
+        read_entry(write_catalogue_entry(tmp_path, catalogue_entry(), name="other"))
 
 
 def test_unknown_model_names_list_close_matches(tmp_path):
-    _write(tmp_path, _entry(name="sap-skeleton-phantom"))
-    _write(tmp_path, _entry(name="sap-lesion-phantom", task="lesion"))
+    write_catalogue_entry(tmp_path, catalogue_entry(name="sap-skeleton-phantom"))
+    write_catalogue_entry(tmp_path, catalogue_entry(name="sap-lesion-phantom", task="lesion"))
     zoo = ModelZoo.from_directory(tmp_path)
     with pytest.raises(UnknownModelError, match="Did you mean 'sap-skeleton-phantom'") as info:
         zoo.get("sap-skeleton-phantm")
@@ -101,7 +85,7 @@ def test_unknown_model_names_list_close_matches(tmp_path):
 
 
 def test_load_pretrained_unknown_name_lists_the_zoo(monkeypatch, tmp_path):
-    _write(tmp_path, _entry(name="sap-skeleton-phantom"))
+    write_catalogue_entry(tmp_path, catalogue_entry(name="sap-skeleton-phantom"))
     monkeypatch.setenv("SAP_MODEL_ZOO", str(tmp_path))
     monkeypatch.setattr(catalogue_module, "BUNDLED_DIR", tmp_path / "no-bundles")
     with pytest.raises(UnknownModelError, match="Did you mean 'sap-skeleton-phantom'"):
@@ -144,7 +128,9 @@ def test_entry_sha256_is_checked_against_the_bundled_weights(bundled_zoo):
 
 def test_entry_for_missing_bundled_weights_says_how_to_make_them(bundled_zoo):
     _, _, entries = bundled_zoo
-    _write(entries, _entry(name="sap-not-trained", source={"bundled": "sap-not-trained"}))
+    write_catalogue_entry(
+        entries, catalogue_entry(name="sap-not-trained", source={"bundled": "sap-not-trained"})
+    )
     with pytest.raises(FileNotFoundError, match="train_phantom_models.py"):
         load_pretrained("sap-not-trained")
 
@@ -162,13 +148,15 @@ def test_model_zoo_entries_are_valid_and_the_readme_is_in_sync():
 
 
 def test_readme_table_lists_every_entry(tmp_path):
-    _write(
+    write_catalogue_entry(
         tmp_path,
-        _entry(name="sap-b", metrics={"whole_skeleton_dice": 0.912345}, size_bytes=2_500_000),
+        catalogue_entry(
+            name="sap-b", metrics={"whole_skeleton_dice": 0.912345}, size_bytes=2_500_000
+        ),
     )
-    _write(
+    write_catalogue_entry(
         tmp_path,
-        _entry(
+        catalogue_entry(
             name="sap-a",
             source={"bundled": "sap-a"},
             synthetic=True,

@@ -34,7 +34,7 @@ from sap.zoo import (
     push_to_hub,
 )
 from sap.zoo.export import file_sha256
-from tests.helpers.zoo import same_output, tiny_export
+from tests.helpers.zoo import catalogue_entry, same_output, tiny_export, write_catalogue_entry
 
 
 def _closed_port_url() -> str:
@@ -280,8 +280,6 @@ def test_env_set_before_import_works_in_a_fresh_process(tmp_path):
 def test_zoo_entry_on_the_hub_is_pulled_at_its_pinned_commit_and_checked(
     hub, repo, tmp_path, monkeypatch
 ):
-    import yaml
-
     from sap.zoo import catalogue
 
     first, folder1 = tiny_export(tmp_path / "v1", seed=0)
@@ -290,22 +288,18 @@ def test_zoo_entry_on_the_hub_is_pulled_at_its_pinned_commit_and_checked(
     push_to_hub(folder2, repo)  # main moves on; the entry stays pinned to the first commit
     catalogue_dir = tmp_path / "catalogue"
     catalogue_dir.mkdir()
-    entry = {
-        "name": "sap-tiny-hub",
-        "summary": "tiny model on the test hub",
-        "task": "skeleton",
-        "backbone": "tiny_unet",
-        "channels": ["T1", "b1000"],
-        "labels": [f"c{i}" for i in range(10)],
-        "source": {"hub": repo, "revision": push1.commit},
-        "sha256": file_sha256(folder1 / "model.safetensors"),
-    }
-    (catalogue_dir / "sap-tiny-hub.yaml").write_text(yaml.safe_dump(entry))
+    entry = catalogue_entry(
+        name="sap-tiny-hub",
+        labels=[f"c{i}" for i in range(10)],
+        source={"hub": repo, "revision": push1.commit},
+        sha256=file_sha256(folder1 / "model.safetensors"),
+    )
+    write_catalogue_entry(catalogue_dir, entry)
     monkeypatch.setenv("SAP_MODEL_ZOO", str(catalogue_dir))
     monkeypatch.setattr(catalogue, "BUNDLED_DIR", tmp_path / "no-bundles")
     assert same_output(load_pretrained("sap-tiny-hub"), first)
 
     entry["sha256"] = file_sha256(folder2 / "model.safetensors")  # an entry that disagrees
-    (catalogue_dir / "sap-tiny-hub.yaml").write_text(yaml.safe_dump(entry))
+    write_catalogue_entry(catalogue_dir, entry)
     with pytest.raises(WeightsIntegrityError, match="the zoo catalogue entry / caller expects"):
         load_pretrained("sap-tiny-hub")
