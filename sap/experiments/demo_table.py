@@ -23,7 +23,7 @@ def format_table(results: dict[str, dict[str, Any]]) -> str:
     """Side-by-side table of the demo's arms (columns) and metrics (rows); missing is ``n/a``.
 
     >>> print(format_table({"sap": {"sensitivity": 0.5}}).splitlines()[1])
-    sensitivity, all lesions         0.500
+    sensitivity, all lesions       0.500
     """
     arms = list(results)
     width = max(len(label) for label, _ in TABLE_ROWS) + 2
