@@ -8,14 +8,15 @@ Makes the two models shipped inside the package:
   from the skeleton model, fresh 2-class head, lower encoder learning rate).
 
 Both are small ``tiny_unet`` networks (well under 5 MB each) trained on CPU. They are for
-demos, tests and tutorials, and their cards say so: synthetic data says nothing about real
+demos, tests and tutorials, and their model cards say so: synthetic data says nothing about real
 scans.
 
 Run from the repository root (seeded; rerunning gives the same cohorts and settings):
 
     python model_zoo/train_phantom_models.py
 
-It writes the export folders into ``sap/zoo_bundled/<name>/``, the cards
+Training is :func:`sap.experiments.pretrain_then_finetune` (the SAP arm only). It writes
+the export folders into ``sap/zoo_bundled/<name>/``, the catalogue entries
 ``model_zoo/<name>.yaml`` (sha256, size, metrics, command, runtime, evaluation cohort) and
 regenerates ``model_zoo/README.md``. Intermediate files (phantoms, checkpoints, logs) go to
 ``--work-dir`` (default ``runs/phantom_zoo``). ``--quick`` is a smoke run that writes only
@@ -23,8 +24,8 @@ into the work folder.
 
 Metrics are measured the way a user would get them: :class:`sap.inference.Predictor` on the
 bundled model (Gaussian sliding window, overlap 0.5, skeleton majority vote) on held-out
-phantoms generated with their own seed. ``tests/test_zoo_bundled.py`` regenerates that
-cohort and checks the skeleton card's whole-skeleton Dice with :func:`evaluate_skeleton`.
+phantoms generated with their own seed. ``tests/zoo/test_bundled.py`` regenerates that
+cohort and checks the skeleton entry's whole-skeleton Dice with :func:`evaluate_skeleton`.
 """
 
 from __future__ import annotations
@@ -34,10 +35,11 @@ import dataclasses
 import json
 import platform
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from sap.experiments import PretrainFinetuneSettings, TrainedRun, pretrain_then_finetune
 
 REPO = Path(__file__).resolve().parents[1]
 SKELETON_NAME = "sap-skeleton-phantom"
@@ -50,31 +52,25 @@ WINDOW_BATCH_SIZE = 16
 
 
 @dataclass
-class Settings:
-    """Everything that decides the bundled models; recorded in their cards."""
+class Settings(PretrainFinetuneSettings):
+    """Everything that decides the bundled models; recorded in their catalogue entries.
+
+    Training settings: :class:`sap.experiments.PretrainFinetuneSettings`, with this script's
+    seed, network and budget; the cohorts below.
+    """
 
     seed: int = 2025
+    backbone_kwargs: dict[str, Any] = field(
+        default_factory=lambda: {"base_channels": 8, "depth": 3, "residual": True}
+    )
+    skeleton_epochs: int = 15
+    lesion_seed_offset: int = 1
     healthy: int = 8
     metastatic: int = 8
     eval_healthy: int = 2
     eval_metastatic: int = 3
     phantom_kwargs: dict[str, Any] = field(default_factory=dict)
-    backbone: str = "tiny_unet"
-    backbone_kwargs: dict[str, Any] = field(
-        default_factory=lambda: {"base_channels": 8, "depth": 3, "residual": True}
-    )
-    patch_size: tuple[int, int, int] = (32, 32, 32)
-    batch_size: int = 4
-    skeleton_epochs: int = 15
-    skeleton_samples_per_volume: int = 6
-    skeleton_lr: float = 3e-3
-    lesion_epochs: int = 28
-    lesion_lr_encoder: float = 1e-3
-    lesion_lr_decoder: float = 3e-3
-    negative_ratio: float = 1.0
     threshold: float = 0.5
-    batch_dice: bool = True
-    skeleton_ce_background_weight: float = 0.05
 
 
 def quick_settings() -> Settings:
@@ -104,7 +100,7 @@ def evaluate_skeleton(model: Any, cases: list[Any]) -> dict[str, float]:
     import numpy as np
 
     from sap.inference.predictor import Predictor
-    from sap.metrics.segmentation import class_dice
+    from sap.metrics import class_dice
 
     predictor = Predictor(model, memory_limit_bytes=None, batch_size=WINDOW_BATCH_SIZE)
     whole, regions = [], []
@@ -171,90 +167,28 @@ def eval_seed(settings: Settings, kind: str) -> int:
 # ---------------------------------------------------------------------------- training
 
 
-def _trainer(work: Path, name: str, epochs: int) -> Any:
-    from sap.demo import cpu_trainer
-
-    return cpu_trainer(work, epochs, name, progress=sys.stderr.isatty())
-
-
-def train_skeleton(work: Path, settings: Settings) -> Path:
-    import lightning as L
-
-    from sap.data.datamodules import SkeletonDataModule
+def training_cohorts(work: Path, settings: Settings) -> tuple[Path, Path]:
+    """The healthy (pretraining) and metastatic (fine-tuning) cohorts, generated if absent."""
     from sap.phantom import generate_cohort
-    from sap.tasks import AnatomicalPretraining
 
-    data_dir = work / "anatomy"
-    if not data_dir.is_dir():
+    anatomy, lesions = work / "anatomy", work / "lesions"
+    if not anatomy.is_dir():
         generate_cohort(
-            data_dir,
+            anatomy,
             healthy=settings.healthy,
             metastatic=0,
             seed=settings.seed,
             **settings.phantom_kwargs,
         )
-    L.seed_everything(settings.seed, workers=True)
-    data = SkeletonDataModule(
-        data_dir=str(data_dir),
-        patch_size=list(settings.patch_size),
-        batch_size=settings.batch_size,
-        samples_per_volume=settings.skeleton_samples_per_volume,
-        val_fraction=0.0,
-        seed=settings.seed,
-        cache_subjects=True,
-    )
-    module = AnatomicalPretraining(
-        backbone=settings.backbone,
-        backbone_kwargs=settings.backbone_kwargs,
-        patch_size=list(settings.patch_size),
-        lr=settings.skeleton_lr,
-        warmup_epochs=1,
-        batch_dice=settings.batch_dice,
-        ce_background_weight=settings.skeleton_ce_background_weight,
-    )
-    _trainer(work, "skeleton", settings.skeleton_epochs).fit(module, datamodule=data)
-    return work / "skeleton" / "checkpoints" / "last.ckpt"
-
-
-def train_lesion(work: Path, settings: Settings, skeleton_ckpt: Path) -> Path:
-    import lightning as L
-
-    from sap.data.datamodules import LesionDataModule
-    from sap.phantom import generate_cohort
-    from sap.tasks import LesionFinetuning
-
-    data_dir = work / "lesions"
-    if not data_dir.is_dir():
+    if not lesions.is_dir():
         generate_cohort(
-            data_dir,
+            lesions,
             healthy=0,
             metastatic=settings.metastatic,
             seed=settings.seed + 1,
             **settings.phantom_kwargs,
         )
-    L.seed_everything(settings.seed + 1, workers=True)
-    data = LesionDataModule(
-        data_dir=str(data_dir),
-        patch_size=list(settings.patch_size),
-        batch_size=settings.batch_size,
-        negative_ratio=settings.negative_ratio,
-        val_fraction=0.0,
-        seed=settings.seed,
-        cache_subjects=True,
-    )
-    module = LesionFinetuning(
-        init=str(skeleton_ckpt),
-        backbone=settings.backbone,
-        backbone_kwargs=settings.backbone_kwargs,
-        patch_size=list(settings.patch_size),
-        lr_encoder=settings.lesion_lr_encoder,
-        lr_decoder=settings.lesion_lr_decoder,
-        lr_head=settings.lesion_lr_decoder,
-        warmup_epochs=1,
-        batch_dice=settings.batch_dice,
-    )
-    _trainer(work, "lesion", settings.lesion_epochs).fit(module, datamodule=data)
-    return work / "lesion" / "checkpoints" / "last.ckpt"
+    return anatomy, lesions
 
 
 # ---------------------------------------------------------------------------- bundling
@@ -270,7 +204,7 @@ def bundle(
     metrics: dict[str, float],
     metrics_description: str,
 ) -> Path:
-    """Export ``checkpoint`` into ``out_dir`` with its card metadata."""
+    """Export ``checkpoint`` into ``out_dir`` with its model-card metadata."""
     from sap.zoo import TrainingData, export_checkpoint, read_config
 
     folder = export_checkpoint(
@@ -291,13 +225,114 @@ def bundle(
     return folder
 
 
-def write_card(folder: Path, zoo_dir: Path, summary: str, training: dict[str, Any]) -> Path:
+def write_entry(folder: Path, zoo_dir: Path, summary: str, training: dict[str, Any]) -> Path:
     """``model_zoo/<name>.yaml`` from the bundled folder's config, plus how it was made."""
     from sap.io import write_text_atomic
-    from sap.zoo.registry import card_from_export
+    from sap.zoo.catalogue import entry_from_export
 
-    card = dataclasses.replace(card_from_export(folder, summary=summary), training=training)
-    return write_text_atomic(zoo_dir / f"{card.name}.yaml", card.to_yaml())
+    entry = dataclasses.replace(entry_from_export(folder, summary=summary), training=training)
+    return write_text_atomic(zoo_dir / f"{entry.name}.yaml", entry.to_yaml())
+
+
+EVALUATION_TEXT = "default sap.inference.Predictor (Gaussian sliding window, overlap 0.5{extra})"
+
+
+def bundle_skeleton(
+    run: TrainedRun,
+    work: Path,
+    settings: Settings,
+    bundled_dir: Path,
+    zoo_dir: Path,
+    environment: str,
+) -> Path:
+    """Evaluate, export and describe the skeleton model; return its bundled folder."""
+    from sap.zoo import load_pretrained
+
+    cases = evaluation_cases(work, settings, "skeleton")
+    metrics = evaluate_skeleton(load_pretrained(run.checkpoint), cases)
+    folder = bundle(
+        run.checkpoint,
+        bundled_dir / SKELETON_NAME,
+        SKELETON_NAME,
+        "Demo skeleton model: a tiny U-Net trained to segment 9 bone regions on synthetic "
+        "whole-body MRI phantoms (T1 + DWI b1000). For demos, tests and tutorials only.",
+        f"{settings.healthy} healthy phantoms from sap.phantom.generate_cohort (seed {settings.seed}); "
+        "synthetic T1 and b1000 volumes with a 10-label skeleton.",
+        settings.healthy,
+        metrics,
+        f"Mean over {settings.eval_healthy} held-out healthy phantoms (generate_cohort seed "
+        f"{eval_seed(settings, 'skeleton')}); "
+        + EVALUATION_TEXT.format(extra=", connected-component majority vote"),
+    )
+    write_entry(
+        folder,
+        zoo_dir,
+        "10-class skeleton model trained on synthetic phantoms (demo).",
+        {
+            "command": COMMAND,
+            "runtime": f"{run.seconds / 60:.0f} min training on {environment}",
+            "seed": settings.seed,
+            "settings": json.loads(json.dumps(dataclasses.asdict(settings), default=list)),
+            "evaluation": {
+                "seed": eval_seed(settings, "skeleton"),
+                "healthy": settings.eval_healthy,
+                "metastatic": 0,
+                "phantom_kwargs": settings.phantom_kwargs,
+            },
+        },
+    )
+    print(f"{SKELETON_NAME}: {metrics} ({run.seconds / 60:.1f} min)")
+    return folder
+
+
+def bundle_lesion(
+    run: TrainedRun,
+    work: Path,
+    settings: Settings,
+    bundled_dir: Path,
+    zoo_dir: Path,
+    environment: str,
+) -> Path:
+    """Evaluate, export and describe the SAP lesion model; return its bundled folder."""
+    from sap.zoo import load_pretrained
+
+    cases = evaluation_cases(work, settings, "lesion")
+    metrics = evaluate_lesions(load_pretrained(run.checkpoint), cases, settings.threshold)
+    lesion_seed = settings.seed + settings.lesion_seed_offset
+    folder = bundle(
+        run.checkpoint,
+        bundled_dir / LESION_NAME,
+        LESION_NAME,
+        f"Demo lesion model: fine-tuned from {SKELETON_NAME} the SAP way (encoder and decoder "
+        "transferred, fresh 2-class head, lower encoder learning rate) on synthetic metastatic "
+        "phantoms. For demos, tests and tutorials only.",
+        f"{settings.metastatic} metastatic phantoms from sap.phantom.generate_cohort "
+        f"(seed {settings.seed + 1}); initialised from {SKELETON_NAME}.",
+        settings.metastatic,
+        metrics,
+        f"Medians over {settings.eval_metastatic} held-out metastatic phantoms (generate_cohort seed "
+        f"{eval_seed(settings, 'lesion')}); lesion-level detection as in the paper; "
+        + EVALUATION_TEXT.format(extra=f", threshold {settings.threshold}"),
+    )
+    write_entry(
+        folder,
+        zoo_dir,
+        f"2-class lesion model fine-tuned from {SKELETON_NAME} on synthetic phantoms (demo).",
+        {
+            "command": COMMAND,
+            "runtime": f"{run.seconds / 60:.0f} min fine-tuning on {environment}",
+            "seed": lesion_seed,
+            "initialisation": SKELETON_NAME,
+            "evaluation": {
+                "seed": eval_seed(settings, "lesion"),
+                "healthy": 0,
+                "metastatic": settings.eval_metastatic,
+                "phantom_kwargs": settings.phantom_kwargs,
+            },
+        },
+    )
+    print(f"{LESION_NAME}: {metrics} ({run.seconds / 60:.1f} min)")
+    return folder
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -312,108 +347,25 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from sap.zoo import load_pretrained
-    from sap.zoo.registry import ModelZoo, render_zoo_readme
+    from sap.zoo.catalogue_readme import write_zoo_readme
 
     settings = quick_settings() if args.quick else Settings()
     work: Path = args.work_dir / ("quick" if args.quick else "full")
     bundled_dir = work / "bundled" if args.quick else args.bundled_dir
-    zoo_dir = work / "cards" if args.quick else args.zoo_dir
+    zoo_dir = work / "catalogue" if args.quick else args.zoo_dir
     work.mkdir(parents=True, exist_ok=True)
     zoo_dir.mkdir(parents=True, exist_ok=True)
     environment = (
         f"{platform.machine()}, {torch.get_num_threads()} CPU threads, torch {torch.__version__}"
     )
-    phantom = {"phantom_kwargs": settings.phantom_kwargs}
-
-    start = time.perf_counter()
-    skeleton_ckpt = train_skeleton(work, settings)
-    skeleton_minutes = (time.perf_counter() - start) / 60
-    skeleton_cases = evaluation_cases(work, settings, "skeleton")
-    skeleton_metrics = evaluate_skeleton(load_pretrained(skeleton_ckpt), skeleton_cases)
-    evaluation_text = (
-        "default sap.inference.Predictor (Gaussian sliding window, overlap 0.5{extra})"
+    anatomy, lesions = training_cohorts(work, settings)
+    runs = pretrain_then_finetune(
+        anatomy, lesions, work, settings, arms=("sap",), progress=sys.stderr.isatty()
     )
-    skeleton_folder = bundle(
-        skeleton_ckpt,
-        bundled_dir / SKELETON_NAME,
-        SKELETON_NAME,
-        "Demo skeleton model: a tiny U-Net trained to segment 9 bone regions on synthetic "
-        "whole-body MRI phantoms (T1 + DWI b1000). For demos, tests and tutorials only.",
-        f"{settings.healthy} healthy phantoms from sap.data.phantom.generate_cohort (seed {settings.seed}); "
-        "synthetic T1 and b1000 volumes with a 10-label skeleton.",
-        settings.healthy,
-        skeleton_metrics,
-        f"Mean over {settings.eval_healthy} held-out healthy phantoms (generate_cohort seed "
-        f"{eval_seed(settings, 'skeleton')}); "
-        + evaluation_text.format(extra=", connected-component majority vote"),
-    )
-    write_card(
-        skeleton_folder,
-        zoo_dir,
-        "10-class skeleton model trained on synthetic phantoms (demo).",
-        {
-            "command": COMMAND,
-            "runtime": f"{skeleton_minutes:.0f} min training on {environment}",
-            "seed": settings.seed,
-            "settings": json.loads(json.dumps(dataclasses.asdict(settings), default=list)),
-            "evaluation": {
-                "seed": eval_seed(settings, "skeleton"),
-                "healthy": settings.eval_healthy,
-                "metastatic": 0,
-                **phantom,
-            },
-        },
-    )
-    print(f"{SKELETON_NAME}: {skeleton_metrics} ({skeleton_minutes:.1f} min)")
-
-    start = time.perf_counter()
-    lesion_ckpt = train_lesion(work, settings, skeleton_ckpt)
-    lesion_minutes = (time.perf_counter() - start) / 60
-    lesion_cases = evaluation_cases(work, settings, "lesion")
-    lesion_metrics = evaluate_lesions(
-        load_pretrained(lesion_ckpt), lesion_cases, settings.threshold
-    )
-    lesion_folder = bundle(
-        lesion_ckpt,
-        bundled_dir / LESION_NAME,
-        LESION_NAME,
-        f"Demo lesion model: fine-tuned from {SKELETON_NAME} the SAP way (encoder and decoder "
-        "transferred, fresh 2-class head, lower encoder learning rate) on synthetic metastatic "
-        "phantoms. For demos, tests and tutorials only.",
-        f"{settings.metastatic} metastatic phantoms from sap.data.phantom.generate_cohort "
-        f"(seed {settings.seed + 1}); initialised from {SKELETON_NAME}.",
-        settings.metastatic,
-        lesion_metrics,
-        f"Medians over {settings.eval_metastatic} held-out metastatic phantoms (generate_cohort seed "
-        f"{eval_seed(settings, 'lesion')}); lesion-level detection as in the paper; "
-        + evaluation_text.format(extra=f", threshold {settings.threshold}"),
-    )
-    write_card(
-        lesion_folder,
-        zoo_dir,
-        f"2-class lesion model fine-tuned from {SKELETON_NAME} on synthetic phantoms (demo).",
-        {
-            "command": COMMAND,
-            "runtime": f"{lesion_minutes:.0f} min fine-tuning on {environment}",
-            "seed": settings.seed + 1,
-            "initialisation": SKELETON_NAME,
-            "evaluation": {
-                "seed": eval_seed(settings, "lesion"),
-                "healthy": 0,
-                "metastatic": settings.eval_metastatic,
-                **phantom,
-            },
-        },
-    )
-    print(f"{LESION_NAME}: {lesion_metrics} ({lesion_minutes:.1f} min)")
-
-    from sap.io import write_text_atomic
-
-    readme = write_text_atomic(
-        zoo_dir / "README.md", render_zoo_readme(ModelZoo.from_directory(zoo_dir))
-    )
-    print(f"wrote {skeleton_folder}, {lesion_folder}, cards and {readme}")
+    skeleton = bundle_skeleton(runs.skeleton, work, settings, bundled_dir, zoo_dir, environment)
+    lesion = bundle_lesion(runs.lesion["sap"], work, settings, bundled_dir, zoo_dir, environment)
+    write_zoo_readme(zoo_dir / "README.md", zoo_dir)
+    print(f"wrote {skeleton}, {lesion}, catalogue entries and {zoo_dir / 'README.md'}")
     return 0
 
 

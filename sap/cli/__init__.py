@@ -33,20 +33,14 @@ def build_parser() -> argparse.ArgumentParser:
             "options: run 'sap fit --help'. Packaged configs: 'sap configs list'."
         ),
     )
-    from sap import __version__
+    from sap._version import __version__
 
     parser.add_argument("--version", action="version", version=f"sap {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, help_text in LIGHTNING_COMMANDS.items():
         subparsers.add_parser(name, help=help_text, add_help=False)
     for module_name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"sap.cli.{module_name}")
-        except ModuleNotFoundError as error:
-            if error.name == f"sap.cli.{module_name}":
-                continue  # command not installed in this build
-            raise
-        module.add_parser(subparsers)
+        importlib.import_module(f"sap.cli.{module_name}").add_parser(subparsers)
     return parser
 
 

@@ -39,19 +39,21 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sap.demo import DemoSettings, quick_settings, run_demo
+    import dataclasses
 
-    out: Path = args.out
-    if out.exists() and any(out.iterdir()) and not args.overwrite:
-        raise SystemExit(
-            f"sap demo: output folder {out} is not empty; choose another --out or pass --overwrite"
-        )
-    settings = quick_settings() if args.quick else DemoSettings()
-    if args.seed is not None:
-        settings.seed = args.seed
-    if args.skeleton_epochs is not None:
-        settings.skeleton_epochs = args.skeleton_epochs
-    if args.lesion_epochs is not None:
-        settings.lesion_epochs = args.lesion_epochs
-    run_demo(out, settings, progress=not args.no_progress, overwrite=args.overwrite)
+    from sap.experiments.demo import DemoSettings, quick_settings, run_demo
+
+    overrides = {
+        "seed": args.seed,
+        "skeleton_epochs": args.skeleton_epochs,
+        "lesion_epochs": args.lesion_epochs,
+    }
+    settings = dataclasses.replace(
+        quick_settings() if args.quick else DemoSettings(),
+        **{key: value for key, value in overrides.items() if value is not None},
+    )
+    try:
+        run_demo(args.out, settings, progress=not args.no_progress, overwrite=args.overwrite)
+    except FileExistsError as error:
+        raise SystemExit(f"sap demo: {error}") from None
     return 0

@@ -18,20 +18,27 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     commands = parser.add_subparsers(dest="zoo_command", metavar="SUBCOMMAND", required=True)
+    for add in (_add_list, _add_export, _add_push, _add_pull, _add_import_reference):
+        add(commands)
+    parser.set_defaults(func=run)
 
+
+def _add_list(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("list", help="models in the zoo, with task, size and source")
     p.add_argument(
         "pattern", nargs="?", default="*", help="shell-style name pattern (default: all)"
     )
     p.add_argument("--task", choices=("skeleton", "lesion"), help="only models of this task")
-    p.add_argument("--json", action="store_true", help="print the cards as JSON")
+    p.add_argument("--json", action="store_true", help="print the catalogue entries as JSON")
     p.add_argument(
         "--write-readme",
         type=Path,
         metavar="PATH",
-        help="write the zoo README (table of the model_zoo/*.yaml cards) to PATH instead of listing",
+        help="write the zoo README (table of the model_zoo/*.yaml entries) to PATH instead of listing",
     )
 
+
+def _add_export(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("export", help="Lightning checkpoint -> export folder")
     p.add_argument("checkpoint", type=Path, help="a .ckpt written while training a sap task")
     p.add_argument("out", type=Path, help="export folder to create")
@@ -44,8 +51,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--metric",
         action="append",
         default=[],
+        type=_metric,
         metavar="NAME=VALUE",
-        help="a metric for the card (repeatable)",
+        help="a metric for the model card (repeatable)",
     )
     p.add_argument(
         "--metrics-description", default="", help="where and how the metrics were measured"
@@ -53,6 +61,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--license", default="apache-2.0", help="licence id of the weights")
     p.add_argument("--overwrite", action="store_true", help="replace an existing export folder")
 
+
+def _add_push(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("push", help="upload an export folder to a Hub repository")
     p.add_argument("folder", type=Path, help="export folder")
     p.add_argument("repo_id", help="owner/name")
@@ -61,6 +71,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--private", action="store_true", help="create the repository as private")
     p.add_argument("--token", help="Hub token (default: HF_TOKEN or the saved login)")
 
+
+def _add_pull(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser(
         "pull", help="download a model from the Hub into the cache and verify it"
     )
@@ -78,6 +90,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--list-revisions", action="store_true", help="list the commits of the branch instead"
     )
 
+
+def _add_import_reference(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser(
         "import-reference", help="convert a checkpoint of the SAP reference code (MONAI SwinUNETR)"
     )
@@ -93,8 +107,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--no-check", action="store_true", help="skip the forward-pass check against MONAI"
     )
     p.add_argument("--overwrite", action="store_true", help="replace an existing export folder")
-
-    parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -117,68 +129,59 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from sap.zoo.registry import ModelZoo, card_to_dict, render_zoo_readme
+    from sap.zoo import list_models
+    from sap.zoo.catalogue import entry_to_dict
+    from sap.zoo.catalogue_readme import format_zoo_listing, write_zoo_readme
 
     if args.write_readme:
-        from sap.io import write_text_atomic
-
-        cards = ModelZoo.from_directory(ModelZoo.card_directory())  # the cards, not their fallbacks
-        write_text_atomic(args.write_readme, render_zoo_readme(cards))
-        print(f"wrote {args.write_readme} ({len(cards)} models)")
+        zoo = write_zoo_readme(args.write_readme)
+        print(f"wrote {args.write_readme} ({len(zoo)} models)")
         return 0
-    zoo = ModelZoo.default()
-    cards = zoo.list(args.pattern, task=args.task)
+    entries = list_models(args.pattern, task=args.task)
     if args.json:
-        print(json.dumps([card_to_dict(card) for card in cards], indent=2))
-        return 0
-    if not cards and not len(zoo):
+        print(json.dumps([entry_to_dict(entry) for entry in entries], indent=2))
+    elif entries:
+        print(format_zoo_listing(entries))
+    elif not list_models():
         print(
             "The zoo is empty: `python model_zoo/train_phantom_models.py` makes the bundled demo models."
         )
-        return 0
-    if not cards:
-        print(
-            f"No model matches {args.pattern!r}"
-            + (f" with task {args.task!r}" if args.task else "")
-            + "."
-        )
-        return 0
-    rows = [("name", "task", "backbone", "size", "source")]
-    for card in cards:
-        size = f"{card.size_bytes / 1e6:.2f} MB" if card.size_bytes else "?"
-        rows.append((card.name, card.task, card.backbone, size, card.source))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+    else:
+        task = f" with task {args.task!r}" if args.task else ""
+        print(f"No model matches {args.pattern!r}{task}.")
     return 0
+
+
+def _metric(text: str) -> tuple[str, float]:
+    """``NAME=NUMBER`` of ``--metric``."""
+    name, sep, value = text.partition("=")
+    try:
+        number = float(value)
+    except ValueError:
+        sep = ""
+    if not sep or not name.strip():
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected NAME=NUMBER, e.g. --metric whole_skeleton_dice=0.91"
+        )
+    return name.strip(), number
 
 
 def _export(args: argparse.Namespace) -> int:
     from sap.zoo import TrainingData, export_checkpoint
+    from sap.zoo.export import describe_export
 
-    metrics = {}
-    for item in args.metric:
-        name, sep, value = item.partition("=")
-        try:
-            metrics[name.strip()] = float(value)
-        except ValueError:
-            sep = ""
-        if not sep or not name.strip():
-            raise ValueError(
-                f"--metric {item!r}: expected NAME=NUMBER, e.g. --metric whole_skeleton_dice=0.91"
-            )
     out = export_checkpoint(
         args.checkpoint,
         args.out,
         name=args.name,
         description=args.description,
         training_data=TrainingData(args.training_data, args.synthetic, args.num_cases),
-        metrics=metrics,
+        metrics=dict(args.metric),
         metrics_description=args.metrics_description,
         license=args.license,
         overwrite=args.overwrite,
     )
-    _print_export(out)
+    print(describe_export(out))
     return 0
 
 
@@ -200,36 +203,34 @@ def _push(args: argparse.Namespace) -> int:
 
 
 def _pull(args: argparse.Namespace) -> int:
-    from sap.zoo import list_revisions, load_export, pull_from_hub
-    from sap.zoo.hub import HF_URI_PREFIX, parse_hf_uri
-
-    repo_id, revision = args.repo_id, args.revision
-    if repo_id.startswith(HF_URI_PREFIX):
-        location = parse_hf_uri(repo_id)
-        repo_id, revision = location.repo_id, revision or location.revision
     if args.list_revisions:
-        for item in list_revisions(repo_id, revision or "main", token=args.token):
+        from sap.zoo import list_revisions
+
+        for item in list_revisions(args.repo_id, args.revision, token=args.token):
             print(f"{item.commit}  {item.date:%Y-%m-%d %H:%M}  {item.title}")
         return 0
-    folder = pull_from_hub(
-        repo_id,
-        revision,
+    from sap.zoo.load import pull_and_verify
+
+    folder, config = pull_and_verify(
+        args.repo_id,
+        args.revision,
         local_files_only=True if args.offline else None,
         force_download=args.force_download,
         cache_dir=args.cache_dir,
         token=args.token,
     )
-    model, config = load_export(folder)  # verifies the sha256 and that the weights fit
+    weights = config.weights
     print(f"{folder}")
     print(
-        f"verified: {config.name or repo_id} ({config.task}, {config.recipe.backbone}, "
-        f"{sum(p.numel() for p in model.parameters()):,} parameters, sha256 {config.weights.sha256[:12]}...)"
+        f"verified: {config.name or args.repo_id} ({config.task}, {config.recipe.backbone}, "
+        f"{weights.num_parameters:,} parameters, sha256 {weights.sha256[:12]}...)"
     )
     return 0
 
 
 def _import_reference(args: argparse.Namespace) -> int:
     from sap.zoo import import_reference_checkpoint
+    from sap.zoo.export import describe_export
 
     result = import_reference_checkpoint(
         args.checkpoint,
@@ -245,20 +246,5 @@ def _import_reference(args: argparse.Namespace) -> int:
         print(f"forward check passed: max |ours - MONAI SwinUNETR| = {result.max_abs_diff:.3g}")
     if result.filled_buffers:
         print(f"filled {len(result.filled_buffers)} non-learned buffer(s) absent from the file")
-    _print_export(result.folder)
+    print(describe_export(result.folder))
     return 0
-
-
-def _print_export(folder: Path | None) -> None:
-    from sap.zoo import read_config
-
-    if folder is None:
-        return
-    config = read_config(folder)
-    weights = config.weights
-    print(f"wrote {folder}")
-    if weights is not None:
-        print(
-            f"  model.safetensors: {weights.size_bytes / 1e6:.2f} MB, {weights.num_parameters:,} parameters"
-        )
-        print(f"  sha256: {weights.sha256}")

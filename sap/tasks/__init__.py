@@ -6,12 +6,7 @@ from sap.tasks.base import SegmentationTask
 from sap.tasks.checkpoints import load_task_checkpoint
 from sap.tasks.finetuning import LesionFinetuning
 from sap.tasks.pretraining import AnatomicalPretraining
-from sap.tasks.transfer import (
-    TransferError,
-    TransferReport,
-    read_state_dict,
-    transfer_encoder_decoder,
-)
+from sap.tasks.transfer import TransferError, TransferReport, transfer_encoder_decoder
 
 __all__ = [
     "AnatomicalPretraining",
@@ -20,6 +15,5 @@ __all__ = [
     "TransferError",
     "TransferReport",
     "load_task_checkpoint",
-    "read_state_dict",
     "transfer_encoder_decoder",
 ]

@@ -17,12 +17,13 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 import lightning as L
+import numpy as np
 import torch
-from monai.inferers import sliding_window_inference
 from monai.losses import DiceCELoss
 
 from sap.backbones import SegmentationBackbone, build_backbone
-from sap.metrics.segmentation import class_dice
+from sap.inference.sliding import SlidingWindowResult, sliding_window_predict
+from sap.metrics import class_dice
 from sap.recipe import ModelRecipe, TaskName
 
 OptimizerName = Literal["adam", "adamw"]
@@ -189,66 +190,84 @@ class SegmentationTask(L.LightningModule):
         return loss
 
     # ------------------------------------------------------------------ whole-volume evaluation
-    def predict_logits(self, image: torch.Tensor) -> torch.Tensor:
-        """Logits [B, classes, D, H, W] of whole volumes by Gaussian-blended sliding window."""
-        return sliding_window_inference(
-            image,
-            roi_size=self.patch_size,
-            sw_batch_size=self.sw_batch_size,
-            predictor=self.model,
+    def kept_probability_classes(self) -> tuple[int, ...]:
+        """Classes whose probability maps whole-volume evaluation keeps (none: labels only)."""
+        return ()
+
+    @torch.no_grad()
+    def predict_volume(
+        self, image: torch.Tensor, keep_probabilities: Sequence[int] | None = None
+    ) -> SlidingWindowResult:
+        """Labels and chosen class probabilities of one whole volume ``[C, X, Y, Z]``.
+
+        Gaussian-blended sliding window over ``patch_size`` windows in bounded memory
+        (:func:`sap.inference.sliding.sliding_window_predict`): ``uint8`` labels plus
+        ``float16`` maps of ``keep_probabilities`` (default
+        :meth:`kept_probability_classes`), never a float map per class of the whole volume.
+        """
+        keep = self.kept_probability_classes() if keep_probabilities is None else keep_probabilities
+        return sliding_window_predict(
+            image.detach().cpu(),
+            self._window_probabilities,
+            self.patch_size,
+            len(self.labels),
             overlap=self.sw_overlap,
-            mode="gaussian",
+            blending="gaussian",
+            batch_size=self.sw_batch_size,
+            device=self.device,
+            keep_probabilities=tuple(keep),
+            return_labels=True,
         )
 
-    def predict_volume(self, image: torch.Tensor) -> torch.Tensor:
-        """Softmax probabilities [B, classes, D, H, W] of whole volumes."""
-        return torch.softmax(self.predict_logits(image), dim=1)
+    def _window_probabilities(self, windows: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.model(windows), dim=1)
 
-    def _evaluate_volume(self, batch: dict[str, Any], stage: str) -> None:
-        image, label = batch["image"], batch["label"]
-        logits = self.predict_logits(image)
-        loss = self.compute_loss(logits, label)
-        probabilities = torch.softmax(logits, dim=1)
-        prediction = probabilities.argmax(dim=1)
-        self.log(f"{stage}/loss", loss, on_epoch=True, batch_size=1, sync_dist=True)
-        # One confusion matrix per volume gives every class's Dice and the binary foreground
-        # Dice ("whole skeleton" for anatomy, "lesion" for lesions); classes absent from both
-        # prediction and reference are NaN and not logged.
-        for predicted, reference in zip(prediction.cpu(), label.cpu(), strict=True):
-            scores = class_dice(predicted, reference, self.labels)
-            for name in self.labels[1:]:
-                if not math.isnan(scores[name]):
-                    self.log(
-                        f"{stage}/dice_{name}",
-                        scores[name],
-                        on_epoch=True,
-                        batch_size=1,
-                        sync_dist=True,
-                    )
-            if not math.isnan(scores["foreground"]):
+    def _evaluate_volumes(self, batch: dict[str, Any], stage: str) -> None:
+        """Per-class and foreground Dice of every whole volume of ``batch``, then task metrics.
+
+        No whole-volume loss is logged: it would need float logits of every class over the
+        whole volume (~6 GB for a 10-class whole-body scan), the memory this path avoids; the
+        Dice scores and the detection metrics are what model selection uses.
+        """
+        for index in range(batch["image"].shape[0]):
+            result = self.predict_volume(batch["image"][index])
+            reference = batch["label"][index].detach().cpu().numpy()
+            self._log_dice(stage, result.labels, reference)
+            self._on_volume_evaluated(stage, result, reference, batch, index)
+
+    def _log_dice(self, stage: str, prediction: np.ndarray, reference: np.ndarray) -> None:
+        """Dice of each class and of the foreground; classes absent from both are NaN, not logged."""
+        scores = class_dice(prediction, reference, self.labels)
+        names = [(f"dice_{name}", name) for name in self.labels[1:]]
+        for logged, key in [*names, ("dice_foreground", "foreground")]:
+            if not math.isnan(scores[key]):
                 self.log(
-                    f"{stage}/dice_foreground",
-                    scores["foreground"],
-                    prog_bar=True,
+                    f"{stage}/{logged}",
+                    scores[key],
+                    prog_bar=key == "foreground",
                     on_epoch=True,
                     batch_size=1,
                     sync_dist=True,
                 )
-        self._on_volume_evaluated(stage, probabilities, label, batch)
 
     def _on_volume_evaluated(
-        self, stage: str, probabilities: torch.Tensor, label: torch.Tensor, batch: dict[str, Any]
+        self,
+        stage: str,
+        result: SlidingWindowResult,
+        reference: np.ndarray,
+        batch: dict[str, Any],
+        index: int,
     ) -> None:
         """Hook for task-specific whole-volume metrics (lesion detection)."""
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        self._evaluate_volume(batch, "val")
+        self._evaluate_volumes(batch, "val")
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        self._evaluate_volume(batch, "test")
+        self._evaluate_volumes(batch, "test")
 
-    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        return self.predict_volume(batch["image"])
+    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> list[SlidingWindowResult]:
+        return [self.predict_volume(image) for image in batch["image"]]
 
     # ------------------------------------------------------------------ optimisation
     def learning_rates(self) -> dict[str, float]:

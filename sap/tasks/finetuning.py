@@ -7,11 +7,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
+from sap.inference.sliding import SlidingWindowResult
 from sap.labels import CHANNELS, LESION_LABELS
 from sap.tasks.base import OptimizerName, SegmentationTask
-from sap.tasks.transfer import TransferReport, read_state_dict, transfer_encoder_decoder
+from sap.tasks.transfer import TransferReport, transfer_encoder_decoder
+from sap.volume import spacing_from_affine
+from sap.zoo.checkpoint import read_state_dict
 
 log = logging.getLogger(__name__)
 
@@ -153,15 +157,19 @@ class LesionFinetuning(SegmentationTask):
         "global_dice",
     )
 
-    def _on_volume_evaluated(
-        self, stage: str, probabilities: torch.Tensor, label: torch.Tensor, batch: dict[str, Any]
-    ) -> None:
-        from sap.metrics import spacing_from_affine
+    def kept_probability_classes(self) -> tuple[int, ...]:
+        return (1,)  # the lesion probability, thresholded by the detection metrics
 
-        spacing = spacing_from_affine(batch["affine"][0]) if "affine" in batch else None
-        self.detection[stage].update(
-            probabilities[:, 1].detach().cpu(), label.detach().cpu(), spacing
-        )
+    def _on_volume_evaluated(
+        self,
+        stage: str,
+        result: SlidingWindowResult,
+        reference: np.ndarray,
+        batch: dict[str, Any],
+        index: int,
+    ) -> None:
+        spacing = spacing_from_affine(batch["affine"][index]) if "affine" in batch else None
+        self.detection[stage].update(result.probabilities[0], reference, spacing)
 
     def _log_detection(self, stage: str) -> None:
         metric = self.detection[stage]
@@ -189,8 +197,3 @@ class LesionFinetuning(SegmentationTask):
                 "skipped_head": list(self.transfer_report.skipped_head),
                 "unexpected": list(self.transfer_report.unexpected),
             }
-
-    @torch.no_grad()
-    def lesion_probability(self, image: torch.Tensor) -> torch.Tensor:
-        """Lesion probability map [B, D, H, W] of whole volumes."""
-        return self.predict_volume(image)[:, 1]

@@ -5,6 +5,7 @@ model's encoder *and* decoder; only the head (10 bone classes -> 2 lesion classe
 Checkpoints come in many dresses — Lightning (``model.`` prefix under ``state_dict``), the
 reference MONAI scripts (``module.`` / ``backbone.`` prefixes, ``swin_vit`` for ``swinViT``),
 our own zoo exports (safetensors) — so keys are matched after normalising those prefixes.
+Files are read by :func:`sap.zoo.read_state_dict`.
 
 A transfer that silently loads nothing is the worst failure a pretraining study can have (the
 "pretrained" arm quietly trains from scratch). Hence :func:`transfer_encoder_decoder` refuses
@@ -17,7 +18,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 
@@ -64,51 +64,6 @@ class TransferReport:
                 lines.append(f"  {title}:")
                 lines.extend(f"    {key}" for key in keys)
         return "\n".join(lines)
-
-
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Read model weights from a file without running any code from it.
-
-    Accepts a Lightning ``.ckpt``, a plain ``.pt``/``.pth`` state dict (possibly nested under
-    ``state_dict`` or ``model``), a ``.safetensors`` file, or a zoo export folder holding
-    ``model.safetensors``. Pickled files are read with ``torch.load(weights_only=True)``.
-    """
-    path = Path(path)
-    if path.is_dir():
-        candidate = path / "model.safetensors"
-        if not candidate.is_file():
-            raise TransferError(
-                f"{path} is a folder without model.safetensors; expected a zoo export folder"
-            )
-        path = candidate
-    if not path.is_file():
-        raise TransferError(f"Pretrained weights file {path} does not exist")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        try:
-            return dict(load_file(str(path)))
-        except Exception as error:  # safetensors raises several types for corrupt files
-            raise TransferError(f"Cannot read safetensors weights {path}: {error}") from error
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise TransferError(
-            f"Cannot read checkpoint {path} safely (torch.load weights_only=True): {error}. "
-            "Only tensors and plain Python values are accepted; convert other files to safetensors."
-        ) from error
-    if isinstance(payload, Mapping):
-        for nested in ("state_dict", "model", "model_state_dict", "network_weights"):
-            if nested in payload and isinstance(payload[nested], Mapping):
-                payload = payload[nested]
-                break
-    if not isinstance(payload, Mapping) or not all(
-        isinstance(v, torch.Tensor) for v in payload.values()
-    ):
-        raise TransferError(
-            f"{path} holds no state dict of tensors (found {type(payload).__name__})"
-        )
-    return dict(payload)
 
 
 def _candidates(key: str) -> Iterable[str]:
@@ -179,4 +134,4 @@ def transfer_encoder_decoder(
     return report
 
 
-__all__ = ["TransferError", "TransferReport", "read_state_dict", "transfer_encoder_decoder"]
+__all__ = ["TransferError", "TransferReport", "transfer_encoder_decoder"]

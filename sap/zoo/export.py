@@ -24,8 +24,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from sap.recipe import ModelRecipe
-from sap.zoo.card import render_model_card
-from sap.zoo.config import (
+from sap.zoo.metadata import (
     CARD_FILE,
     CONFIG_FILE,
     DEFAULT_LICENSE,
@@ -33,7 +32,9 @@ from sap.zoo.config import (
     ModelConfig,
     TrainingData,
     WeightsInfo,
+    read_config,
 )
+from sap.zoo.model_card import render_model_card
 
 if TYPE_CHECKING:
     from sap.backbones import SegmentationBackbone
@@ -200,18 +201,18 @@ def export_checkpoint(
 ) -> Path:
     """Export a Lightning checkpoint of a ``sap`` task (``sap zoo export CKPT OUT``).
 
-    The checkpoint is read with ``torch.load(weights_only=True)`` (see
-    :func:`sap.tasks.load_task_checkpoint`); its stored model recipe becomes the recipe of the
-    export, and only the backbone (the task's ``model``) is written.
+    The checkpoint is read by :func:`sap.zoo.checkpoint.read_checkpoint` (``weights_only=True``,
+    no module built); its stored recipe becomes the recipe of the export, and only the backbone
+    (the task's ``model``) is written.
     """
-    from sap.tasks import load_task_checkpoint
+    from sap.zoo.checkpoint import read_checkpoint
 
     checkpoint = Path(checkpoint)
-    task = load_task_checkpoint(checkpoint)
+    task_checkpoint = read_checkpoint(checkpoint)
     if isinstance(training_data, Mapping):
         training_data = TrainingData(**training_data)
     config = ModelConfig(
-        recipe=task.recipe(),
+        recipe=task_checkpoint.recipe,
         name=name,
         description=description,
         training_data=training_data or TrainingData(),
@@ -224,7 +225,20 @@ def export_checkpoint(
             "sha256": file_sha256(checkpoint),
         },
     )
-    return save_pretrained(task.model, out_dir, config, overwrite=overwrite)
+    return save_pretrained(task_checkpoint.build_backbone(), out_dir, config, overwrite=overwrite)
+
+
+def describe_export(folder: str | Path) -> str:
+    """Two or three lines on an export folder: where, weights size and parameters, sha256."""
+    config = read_config(folder)
+    lines = [f"wrote {folder}"]
+    if config.weights is not None:
+        lines.append(
+            f"  {config.weights.file}: {config.weights.size_bytes / 1e6:.2f} MB, "
+            f"{config.weights.num_parameters:,} parameters"
+        )
+        lines.append(f"  sha256: {config.weights.sha256}")
+    return "\n".join(lines)
 
 
 def _jsonish(value: Any) -> Any:
@@ -239,6 +253,7 @@ def _jsonish(value: Any) -> Any:
 __all__ = [
     "ExportError",
     "check_model_matches_recipe",
+    "describe_export",
     "export_checkpoint",
     "file_sha256",
     "save_pretrained",

@@ -17,7 +17,7 @@ Safety: only the three export files are downloaded (``model.safetensors``, ``con
 every cached file is checked against the content hash it is stored under (the cache names
 each blob by its git or sha256 hash), so a cached file modified after download is refused;
 :func:`sap.zoo.load.load_export` then also checks the weights against the sha256 in
-``config.json`` and in the zoo card.
+``config.json`` and in the zoo catalogue entry.
 """
 
 from __future__ import annotations
@@ -27,48 +27,24 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sap.zoo.config import CARD_FILE, CONFIG_FILE, EXPORT_FILES, WEIGHTS_FILE, read_config
+from sap.zoo.hub_errors import (
+    CacheIntegrityError,
+    HubError,
+    NotInCacheError,
+    hub_errors,
+)
+from sap.zoo.metadata import CARD_FILE, CONFIG_FILE, EXPORT_FILES, WEIGHTS_FILE, read_config
 
 HF_URI_PREFIX = "hf://"
 DEFAULT_TIMEOUT_S = 10.0
 _COMMIT_HASH = re.compile(r"^[0-9a-f]{40}$")
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
 _TRUE = {"1", "ON", "YES", "TRUE"}
-_GO_OFFLINE = (
-    "To work without the network, set HF_HUB_OFFLINE=1 (or pass local_files_only=True) and use a "
-    "model that is already in the cache or a local export folder."
-)
-
-
-class HubError(RuntimeError):
-    """A Hub operation failed; the message says why and what to do."""
-
-
-class HubUnreachableError(HubError):
-    """The Hub could not be contacted (no network, wrong ``HF_ENDPOINT``, firewall)."""
-
-
-class HubRepoNotFoundError(HubError):
-    """The repository does not exist, or is private and no valid token was given."""
-
-
-class HubRevisionNotFoundError(HubError):
-    """The repository exists but the requested revision (branch, tag or commit) does not."""
-
-
-class NotInCacheError(HubError):
-    """Offline mode is on and the requested revision is not in the local cache."""
-
-
-class CacheIntegrityError(HubError):
-    """A cached file no longer matches the hash it was downloaded under (modified or corrupt)."""
 
 
 @dataclass(frozen=True)
@@ -126,6 +102,20 @@ def parse_hf_uri(uri: str) -> HubLocation:
             f"{uri!r}: empty revision after '@'; give a branch, tag or commit, or drop the '@'."
         )
     return HubLocation(repo_id, revision or None)
+
+
+def resolve_location(repo_or_uri: str, revision: str | None = None) -> HubLocation:
+    """``"owner/name"`` or ``"hf://owner/name@revision"`` as a location; ``revision`` wins if given.
+
+    >>> resolve_location("hf://sap-org/sap-skeleton@v1", None)
+    HubLocation(repo_id='sap-org/sap-skeleton', revision='v1')
+    >>> resolve_location("sap-org/sap-skeleton", "main")
+    HubLocation(repo_id='sap-org/sap-skeleton', revision='main')
+    """
+    if repo_or_uri.startswith(HF_URI_PREFIX):
+        location = parse_hf_uri(repo_or_uri)
+        return HubLocation(location.repo_id, revision or location.revision)
+    return HubLocation(repo_or_uri, revision)
 
 
 def offline_mode(local_files_only: bool | None = None) -> bool:
@@ -196,8 +186,8 @@ def push_to_hub(
     Returns:
         The new commit; ``result.uri`` (``hf://owner/repo@<commit>``) loads exactly this upload.
     """
-    from sap.zoo.card import render_model_card
     from sap.zoo.export import file_sha256
+    from sap.zoo.model_card import render_model_card
 
     folder = Path(folder)
     if not _REPO_ID.match(repo_id):
@@ -229,7 +219,7 @@ def push_to_hub(
         (staging / CARD_FILE).write_text(
             render_model_card(config, load_id=load_id), encoding="utf-8"
         )
-        with _hub_errors(repo_id, branch, api.endpoint):
+        with hub_errors(str(HubLocation(repo_id, branch)), repo_id, branch, api.endpoint):
             create_kwargs: dict[str, Any] = {"exist_ok": True}
             if private is not None:
                 create_kwargs["private"] = private
@@ -283,9 +273,6 @@ def pull_from_hub(
         CacheIntegrityError: a cached file was modified after download.
         HubError: the revision is not a ``sap`` export (no ``config.json`` / weights).
     """
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.utils import LocalEntryNotFoundError
-
     if not _REPO_ID.match(repo_id):
         raise ValueError(f"{repo_id!r} is not a repository id; expected 'owner/name'.")
     shown = str(HubLocation(repo_id, revision))
@@ -299,37 +286,10 @@ def pull_from_hub(
         "token": token,
         "allow_patterns": list(EXPORT_FILES),
     }
-    path: str | None = None
     if offline_mode(local_files_only):
-        try:
-            path = snapshot_download(local_files_only=True, **common)
-        except LocalEntryNotFoundError as error:
-            raise NotInCacheError(
-                f"{shown} is not in the Hugging Face cache ({cache}) and offline mode is on "
-                "(HF_HUB_OFFLINE=1 or local_files_only=True). Pull it once with network access "
-                f"(`sap zoo pull {repo_id}"
-                + (f" --revision {revision}" if revision else "")
-                + "`), "
-                "or point HF_HUB_CACHE at a cache that holds it."
-            ) from error
+        path = _cached_snapshot(common, shown, cache)
     else:
-        if revision and _COMMIT_HASH.match(revision) and not force_download:
-            # A commit never changes: a complete cached snapshot is the answer, no request needed.
-            try:
-                path = snapshot_download(local_files_only=True, **common)
-            except LocalEntryNotFoundError:
-                path = None
-            if path is not None and not _has_export_files(Path(path)):
-                path = None
-        if path is None:
-            from huggingface_hub import HfApi
-
-            api = HfApi(endpoint=endpoint, token=token)
-            with _hub_errors(repo_id, revision, endpoint):
-                _probe(api, repo_id, revision, timeout_s)
-                path = snapshot_download(
-                    force_download=force_download, etag_timeout=timeout_s, **common
-                )
+        path = _download_snapshot(common, shown, force_download, token, timeout_s)
     folder = Path(path)
     if not _has_export_files(folder):
         present = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
@@ -341,21 +301,66 @@ def pull_from_hub(
     return folder
 
 
+def _cached_snapshot(common: dict[str, Any], shown: str, cache: Path) -> str:
+    """The snapshot folder from the cache alone; :class:`NotInCacheError` if it is not there."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.utils import LocalEntryNotFoundError
+
+    try:
+        return snapshot_download(local_files_only=True, **common)
+    except LocalEntryNotFoundError as error:
+        revision = common["revision"]
+        raise NotInCacheError(
+            f"{shown} is not in the Hugging Face cache ({cache}) and offline mode is on "
+            "(HF_HUB_OFFLINE=1 or local_files_only=True). Pull it once with network access "
+            f"(`sap zoo pull {common['repo_id']}"
+            + (f" --revision {revision}" if revision else "")
+            + "`), or point HF_HUB_CACHE at a cache that holds it."
+        ) from error
+
+
+def _download_snapshot(
+    common: dict[str, Any], shown: str, force_download: bool, token: str | None, timeout_s: float
+) -> str:
+    """The snapshot folder, downloaded unless a pinned commit is complete in the cache."""
+    from huggingface_hub import HfApi, snapshot_download
+    from huggingface_hub.utils import LocalEntryNotFoundError
+
+    repo_id, revision, endpoint = common["repo_id"], common["revision"], common["endpoint"]
+    if revision and _COMMIT_HASH.match(revision) and not force_download:
+        # A commit never changes: a complete cached snapshot is the answer, no request needed.
+        try:
+            path = snapshot_download(local_files_only=True, **common)
+        except LocalEntryNotFoundError:
+            path = None
+        if path is not None and _has_export_files(Path(path)):
+            return path
+    api = HfApi(endpoint=endpoint, token=token)
+    with hub_errors(shown, repo_id, revision, endpoint):
+        _probe(api, repo_id, revision, timeout_s)
+        return snapshot_download(force_download=force_download, etag_timeout=timeout_s, **common)
+
+
 def list_revisions(
     repo_id: str,
-    branch: str = "main",
+    branch: str | None = None,
     *,
     token: str | None = None,
     endpoint: str | None = None,
     timeout_s: float = DEFAULT_TIMEOUT_S,
 ) -> list[HubRevision]:
-    """Commits of ``branch``, newest first, so users can pick a revision to pin."""
+    """Commits of ``branch`` (default ``main``), newest first, so users can pick one to pin.
+
+    ``repo_id`` may also be ``"hf://owner/name@branch"``.
+    """
     from huggingface_hub import HfApi
 
+    location = resolve_location(repo_id, branch)
+    repo_id, branch = location.repo_id, location.revision or "main"
     if offline_mode():
         raise HubError(f"Cannot list revisions of {repo_id}: offline mode is on (HF_HUB_OFFLINE).")
     api = HfApi(endpoint=hub_endpoint(endpoint), token=token)
-    with _hub_errors(repo_id, branch, api.endpoint):
+    with hub_errors(str(HubLocation(repo_id, branch)), repo_id, branch, api.endpoint):
         _probe(api, repo_id, branch, timeout_s)
         commits = api.list_repo_commits(repo_id, revision=branch)
     return [HubRevision(commit=c.commit_id, title=c.title, date=c.created_at) for c in commits]
@@ -423,90 +428,9 @@ def _link_or_copy(src: Path, dst: Path) -> None:
         shutil.copy2(src, dst)
 
 
-_CONNECT_ERRORS = {
-    "ConnectError",  # httpx: refused, DNS failure
-    "ConnectTimeout",
-    "TimeoutException",  # httpx: no answer in time
-    "Timeout",  # requests
-    "TimeoutError",
-    "ConnectionError",  # requests, and the built-in behind "connection refused"
-    "OfflineModeIsEnabled",
-}
-_TRANSFER_ERRORS = {"TransportError", "RemoteProtocolError", "ReadError", "ChunkedEncodingError"}
-
-
-def _transport_error_kind(error: BaseException) -> str | None:
-    """``"connect"`` (the Hub did not answer), ``"transfer"`` (a download broke off), or ``None``.
-
-    Decided on class names so both the httpx-based and the older requests-based
-    huggingface_hub are understood without importing either HTTP library.
-    """
-    names = {cls.__name__ for cls in type(error).__mro__}
-    if names & _CONNECT_ERRORS:
-        return "connect"
-    if names & _TRANSFER_ERRORS or isinstance(error, OSError):
-        return "transfer"
-    return None
-
-
-@contextmanager
-def _hub_errors(repo_id: str, revision: str | None, endpoint: str) -> Iterator[None]:
-    """Translate huggingface_hub / transport exceptions into :class:`HubError` subclasses."""
-    try:
-        yield
-    except HubError:
-        raise
-    except Exception as error:
-        from huggingface_hub.utils import (
-            HfHubHTTPError,
-            LocalEntryNotFoundError,
-            RepositoryNotFoundError,
-            RevisionNotFoundError,
-        )
-
-        where = str(HubLocation(repo_id, revision))
-        if isinstance(error, RevisionNotFoundError):
-            raise HubRevisionNotFoundError(
-                f"Revision {revision!r} does not exist in {repo_id} on {endpoint}. Give an existing "
-                "branch, tag or commit (`sap zoo pull REPO --list-revisions` lists commits)."
-            ) from error
-        if isinstance(error, RepositoryNotFoundError):
-            raise HubRepoNotFoundError(
-                f"Repository {repo_id} was not found on {endpoint}. Check the name; for a private "
-                "repository log in (`hf auth login`) or pass a token."
-            ) from error
-        if isinstance(error, HfHubHTTPError):
-            status = getattr(getattr(error, "response", None), "status_code", "?")
-            raise HubError(
-                f"The Hub at {endpoint} refused the request for {where} (HTTP {status}): {error}"
-            ) from error
-        if isinstance(error, LocalEntryNotFoundError):
-            kind = "connect"  # snapshot_download's answer when the Hub did not respond
-        else:
-            kind = _transport_error_kind(error)
-        summary = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
-        if kind == "connect":
-            raise HubUnreachableError(
-                f"Cannot reach the Hugging Face Hub at {endpoint} for {where} ({summary}). "
-                f"Check the network, a proxy, or HF_ENDPOINT. {_GO_OFFLINE}"
-            ) from error
-        if kind == "transfer":
-            raise HubError(
-                f"The transfer of {where} from {endpoint} broke off ({summary}). No partial file "
-                "was kept in the cache; run the same command again."
-            ) from error
-        raise
-
-
 __all__ = [
-    "CacheIntegrityError",
-    "HubError",
     "HubLocation",
-    "HubRepoNotFoundError",
     "HubRevision",
-    "HubRevisionNotFoundError",
-    "HubUnreachableError",
-    "NotInCacheError",
     "PushResult",
     "hub_cache_dir",
     "hub_endpoint",
@@ -515,5 +439,6 @@ __all__ = [
     "parse_hf_uri",
     "pull_from_hub",
     "push_to_hub",
+    "resolve_location",
     "verify_cached_snapshot",
 ]

@@ -10,48 +10,32 @@ Accepted sources, tried in this order:
 
 Weights are data, never code: export folders are safetensors; a checkpoint is read with
 ``torch.load(weights_only=True)``. The weights' sha256 is checked against ``config.json`` and,
-for zoo models, against the card, before any tensor is used.
+for zoo models, against their catalogue entry, before any tensor is used.
 
-Two adaptations make a pretrained model fit a new job (timm's ``num_classes`` / ``in_chans``):
-
-- **New head** (``task``, ``num_classes``, ``labels``): encoder and decoder keep their
-  weights; the head is replaced by a freshly initialised one (SAP transfer: skeleton model ->
-  ``task="lesion", num_classes=2``). Only renaming labels of the same count and task keeps it.
-- **New input channels** (``in_channels`` / ``channels``): every weight whose shape depends on
-  the number of input channels (the stem; for Swin UNETR the patch embedding and the first
-  residual block) is adapted; all other weights are copied unchanged. With ``C`` old and
-  ``C'`` new channels, the old channels keep their weights and each added channel gets the mean
-  of the old channels' weights, and the whole kernel is then scaled by ``C / C'``; when
-  channels are removed, the dropped channels' weights are spread evenly over the kept ones.
-  Either way the summed kernel is unchanged, so an image whose channels all carry the same
-  values gives exactly the response the original network gave: the adapted model starts where
-  the pretrained one was and fine-tuning learns what the new channel adds.
+A new head or new input channels are put on as :mod:`sap.zoo.adapt` describes.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
-from sap.recipe import ModelRecipe
-from sap.zoo.config import CONFIG_FILE, WEIGHTS_FILE, ModelConfig, ModelConfigError, read_config
+from sap.zoo.adapt import adapt_model
 from sap.zoo.hub import HF_URI_PREFIX
+from sap.zoo.metadata import CONFIG_FILE, WEIGHTS_FILE, ModelConfig, ModelConfigError, read_config
+from sap.zoo.network import build_from_recipe, load_state_strict
 
 if TYPE_CHECKING:
     from sap.backbones import SegmentationBackbone
+    from sap.zoo.catalogue import ZooEntry
 
 
 class WeightsIntegrityError(ValueError):
-    """The weights file is not the one the config or card describes (tampered, corrupt, swapped)."""
-
-
-class WeightsMismatchError(ValueError):
-    """The weights do not fit the network the recipe builds (missing keys, wrong shapes)."""
+    """The weights file is not the one the config or catalogue entry describes (tampered, corrupt, swapped)."""
 
 
 def load_pretrained(
@@ -95,10 +79,11 @@ def load_pretrained(
 
     Raises:
         UnknownModelError: a name that is neither a path nor a zoo model (lists close names).
-        WeightsIntegrityError: the weights' sha256 differs from the config / card / ``sha256``.
+        WeightsIntegrityError: the weights' sha256 differs from the config / catalogue entry /
+            ``sha256``.
         WeightsMismatchError: the weights do not fit the network the recipe describes.
         ModelConfigError: unreadable or invalid ``config.json``.
-        sap.zoo.hub.HubError: Hub problems (unreachable, unknown revision, not cached offline).
+        sap.zoo.HubError: Hub problems (unreachable, unknown revision, not cached offline).
 
     Example:
         >>> from sap import load_pretrained                           # doctest: +SKIP
@@ -112,7 +97,7 @@ def load_pretrained(
         "token": token,
     }
     model, config, source = _load_source(name_or_path, sha256, hub_kwargs)
-    model, recipe, adapted = _adapt(
+    model, recipe, adapted = adapt_model(
         model, config.recipe, task, num_classes, labels, in_channels, channels
     )
     model.recipe = recipe
@@ -128,7 +113,7 @@ def load_export(
     Args:
         folder: holds ``model.safetensors`` and ``config.json``.
         expected_sha256: digest(s) the weights must have besides the one in ``config.json``
-            (from a zoo card or the caller).
+            (from a zoo catalogue entry or the caller).
 
     Raises:
         ModelConfigError, WeightsIntegrityError, WeightsMismatchError: see :func:`load_pretrained`.
@@ -147,7 +132,9 @@ def load_export(
         expected.append((str(folder / CONFIG_FILE), config.weights.sha256))
     if isinstance(expected_sha256, str):
         expected_sha256 = [expected_sha256]
-    expected += [("the model card / caller", digest.lower()) for digest in expected_sha256 or ()]
+    expected += [
+        ("the zoo catalogue entry / caller", digest.lower()) for digest in expected_sha256 or ()
+    ]
     if not expected:
         raise WeightsIntegrityError(
             f"{folder / CONFIG_FILE} records no sha256 of {WEIGHTS_FILE}, so its integrity cannot be checked. "
@@ -173,107 +160,26 @@ def load_export(
     return model, config
 
 
-def build_from_recipe(recipe: ModelRecipe, source: str = "recipe") -> SegmentationBackbone:
-    """The (randomly initialised) network a recipe describes."""
-    from sap.backbones import build_backbone
-    from sap.backbones.registry import UnknownBackboneError
+def pull_and_verify(
+    repo_or_uri: str, revision: str | None = None, **hub_kwargs: Any
+) -> tuple[Path, ModelConfig]:
+    """Pull an export from the Hub and check that its weights are intact and fit its recipe.
 
-    try:
-        return build_backbone(
-            recipe.backbone, recipe.in_channels, recipe.num_classes, **recipe.backbone_kwargs
-        )
-    except UnknownBackboneError as error:
-        raise ModelConfigError(
-            f"{source} names backbone {recipe.backbone!r}, which this installation of sap does not know. "
-            f"{error} Upgrade sap, or install the package that registers it."
-        ) from error
-    except TypeError as error:
-        raise ModelConfigError(
-            f"{source}: cannot build backbone {recipe.backbone!r}: {error}"
-        ) from error
+    Args:
+        repo_or_uri: ``"owner/name"`` or ``"hf://owner/name[@revision]"``.
+        revision: branch, tag or commit; overrides one in the URI.
+        **hub_kwargs: passed to :func:`sap.zoo.pull_from_hub` (``local_files_only``,
+            ``force_download``, ``cache_dir``, ``token``, ...).
 
-
-def load_state_strict(
-    model: torch.nn.Module, state: Mapping[str, torch.Tensor], source: str
-) -> None:
-    """Load ``state`` into ``model``: every key present, no extra key, every shape equal.
-
-    Unlike ``load_state_dict`` it reports all problems at once and says what they mean.
+    Returns:
+        The snapshot folder in the cache and its config.
     """
-    target = model.state_dict()
-    missing = sorted(set(target) - set(state))
-    unexpected = sorted(set(state) - set(target))
-    shapes = [
-        f"{key}: file {tuple(state[key].shape)} vs model {tuple(target[key].shape)}"
-        for key in sorted(set(state) & set(target))
-        if tuple(state[key].shape) != tuple(target[key].shape)
-    ]
-    if missing or unexpected or shapes:
-        lines = [f"The weights in {source} do not fit the network its recipe builds:"]
-        for title, items in (
-            ("missing", missing),
-            ("unexpected", unexpected),
-            ("shape mismatch", shapes),
-        ):
-            if items:
-                shown = "\n    ".join(items[:8]) + (
-                    f"\n    ... and {len(items) - 8} more" if len(items) > 8 else ""
-                )
-                lines.append(f"  {title} ({len(items)}):\n    {shown}")
-        lines.append(
-            "  Check the backbone name and kwargs in the config; the file may belong to another model."
-        )
-        raise WeightsMismatchError("\n".join(lines))
-    model.load_state_dict(state, strict=True)
+    from sap.zoo.hub import pull_from_hub, resolve_location
 
-
-def adapt_input_channels(model: SegmentationBackbone, in_channels: int) -> SegmentationBackbone:
-    """A copy of ``model`` taking ``in_channels`` inputs, its stem adapted (module docstring)."""
-    old_in = model.in_channels
-    if in_channels == old_in:
-        return model
-    if isinstance(in_channels, bool) or not isinstance(in_channels, int) or in_channels < 1:
-        raise ValueError(f"in_channels must be a positive integer, got {in_channels!r}.")
-    from sap.backbones import build_backbone
-
-    new = build_backbone(model.name, in_channels, model.out_channels, **model.kwargs)
-    old_state, new_state = model.state_dict(), new.state_dict()
-    if set(old_state) != set(new_state):
-        changed = sorted(set(old_state) ^ set(new_state))
-        raise WeightsMismatchError(
-            f"Cannot adapt {model.name!r} to {in_channels} input channels: the network's layers change "
-            f"with the channel count (added or removed: {changed[:5]}), so the weights cannot be carried over."
-        )
-    adapted: dict[str, torch.Tensor] = {}
-    for key, target in new_state.items():
-        value = old_state[key]
-        if value.shape == target.shape:
-            adapted[key] = value
-        elif (
-            value.ndim >= 2
-            and value.shape[1] == old_in
-            and target.shape[1] == in_channels
-            and value.shape[:1] + value.shape[2:] == target.shape[:1] + target.shape[2:]
-        ):
-            adapted[key] = _adapt_kernel(value, in_channels)
-        else:
-            raise WeightsMismatchError(
-                f"Cannot adapt {model.name!r} to {in_channels} input channels: {key} changes from "
-                f"{tuple(value.shape)} to {tuple(target.shape)}, not only in its input-channel dimension."
-            )
-    new.load_state_dict(adapted, strict=True)
-    return new
-
-
-def _adapt_kernel(weight: torch.Tensor, in_channels: int) -> torch.Tensor:
-    """Keep the summed kernel over input channels constant (see module docstring)."""
-    old_in = weight.shape[1]
-    if in_channels > old_in:
-        mean = weight.mean(dim=1, keepdim=True)
-        extra = mean.expand(-1, in_channels - old_in, *weight.shape[2:])
-        return torch.cat([weight, extra], dim=1) * (old_in / in_channels)
-    dropped = weight[:, in_channels:].sum(dim=1, keepdim=True)
-    return weight[:, :in_channels] + dropped / in_channels
+    location = resolve_location(repo_or_uri, revision)
+    folder = pull_from_hub(location.repo_id, location.revision, **hub_kwargs)
+    _, config = load_export(folder)
+    return folder, config
 
 
 # ---------------------------------------------------------------------------- internals
@@ -300,7 +206,7 @@ def _load_source(
                 f"{path} is a bare weights file; load the export folder that holds it with its {CONFIG_FILE}."
             )
         return (*_load_checkpoint(path, sha256), str(path))
-    from sap.zoo.registry import ModelZoo
+    from sap.zoo.catalogue import ModelZoo
 
     zoo = ModelZoo.default()
     looks_like_path = isinstance(name_or_path, Path) or any(sep in text for sep in ("/", "\\"))
@@ -309,26 +215,32 @@ def _load_source(
             f"{text} does not exist. Give an export folder, a .ckpt file, a zoo name, or a Hub repo as "
             f"'hf://{text if text.count('/') == 1 else 'owner/repo'}'."
         )
-    card = zoo.get(text)  # unknown names: UnknownModelError listing close names
-    expected = [card.sha256] + ([sha256] if sha256 else [])
-    if card.bundled:
-        folder = card.bundled_path
+    return _load_zoo_entry(zoo.get(text), sha256, hub_kwargs)
+
+
+def _load_zoo_entry(
+    entry: ZooEntry, sha256: str | None, hub_kwargs: dict[str, Any]
+) -> tuple[SegmentationBackbone, ModelConfig, str]:
+    """The model a catalogue entry names, checked against the entry's sha256 (and ``sha256``)."""
+    expected = [entry.sha256] + ([sha256] if sha256 else [])
+    if entry.bundled:
+        folder = entry.bundled_path
         if folder is None or not (folder / CONFIG_FILE).is_file():
             raise FileNotFoundError(
-                f"The weights of bundled model {card.name!r} are not installed (expected {folder}). "
+                f"The weights of bundled model {entry.name!r} are not installed (expected {folder}). "
                 "They are made by `python model_zoo/train_phantom_models.py`; reinstall sap or run it."
             )
     else:
         from sap.zoo.hub import pull_from_hub
 
-        folder = pull_from_hub(card.hub_repo, card.hub_revision, **hub_kwargs)
+        folder = pull_from_hub(entry.hub_repo, entry.hub_revision, **hub_kwargs)
     model, config = load_export(folder, expected)
-    return model, config, f"zoo:{card.name}"
+    return model, config, f"zoo:{entry.name}"
 
 
 def _load_checkpoint(path: Path, sha256: str | None) -> tuple[SegmentationBackbone, ModelConfig]:
     """Backbone and recipe of a Lightning checkpoint of a ``sap`` task (``weights_only=True``)."""
-    from sap.tasks import load_task_checkpoint
+    from sap.zoo.checkpoint import read_checkpoint
     from sap.zoo.export import file_sha256
 
     digest = file_sha256(path)
@@ -336,96 +248,12 @@ def _load_checkpoint(path: Path, sha256: str | None) -> tuple[SegmentationBackbo
         raise WeightsIntegrityError(
             f"{path} has sha256 {digest}, but {sha256} was expected. Do not use it."
         )
-    task = load_task_checkpoint(path)
+    checkpoint = read_checkpoint(path)
     config = ModelConfig(
-        recipe=task.recipe(),
+        recipe=checkpoint.recipe,
         provenance={"source": "lightning-checkpoint", "checkpoint": path.name, "sha256": digest},
     )
-    return task.model, config
+    return checkpoint.build_backbone(), config
 
 
-def _adapt(
-    model: SegmentationBackbone,
-    recipe: ModelRecipe,
-    task: str | None,
-    num_classes: int | None,
-    labels: Sequence[str] | None,
-    in_channels: int | None,
-    channels: Sequence[str] | None,
-) -> tuple[SegmentationBackbone, ModelRecipe, dict[str, Any]]:
-    if task is not None and task not in ("skeleton", "lesion"):
-        raise ValueError(f"task must be 'skeleton' or 'lesion', got {task!r}.")
-    new_channels = _new_channels(recipe, in_channels, channels)
-    new_labels = _new_labels(recipe, task, num_classes, labels)
-    new_task = task or recipe.task
-    head_replaced = len(new_labels) != model.out_channels or new_task != recipe.task
-    adapted_stem = len(new_channels) != model.in_channels
-    if adapted_stem:
-        model = adapt_input_channels(model, len(new_channels))
-    if head_replaced:
-        model.replace_head(len(new_labels))
-    new_recipe = dataclasses.replace(
-        recipe, channels=new_channels, labels=new_labels, task=new_task
-    )
-    return (
-        model,
-        new_recipe,
-        {"head_replaced": head_replaced, "in_channels_adapted": adapted_stem},
-    )
-
-
-def _new_channels(
-    recipe: ModelRecipe, in_channels: int | None, channels: Sequence[str] | None
-) -> list[str]:
-    if channels is not None:
-        names = [str(c) for c in channels]
-        if in_channels is not None and in_channels != len(names):
-            raise ValueError(
-                f"in_channels={in_channels} but {len(names)} channel names were given: {names}."
-            )
-        if len(set(names)) != len(names):
-            raise ValueError(f"channel names must be unique, got {names}.")
-        return names
-    if in_channels is None or in_channels == recipe.in_channels:
-        return list(recipe.channels)
-    if isinstance(in_channels, bool) or not isinstance(in_channels, int) or in_channels < 1:
-        raise ValueError(f"in_channels must be a positive integer, got {in_channels!r}.")
-    if in_channels < recipe.in_channels:
-        return list(recipe.channels[:in_channels])
-    return list(recipe.channels) + [f"channel_{i}" for i in range(recipe.in_channels, in_channels)]
-
-
-def _new_labels(
-    recipe: ModelRecipe, task: str | None, num_classes: int | None, labels: Sequence[str] | None
-) -> list[str]:
-    if labels is not None:
-        names = [str(n) for n in labels]
-        if num_classes is not None and num_classes != len(names):
-            raise ValueError(
-                f"num_classes={num_classes} but {len(names)} labels were given: {names}."
-            )
-        return names
-    new_task = task or recipe.task
-    if num_classes is not None and (
-        isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2
-    ):
-        raise ValueError(
-            f"num_classes must be an integer >= 2 (background included), got {num_classes!r}."
-        )
-    if new_task == recipe.task and num_classes in (None, recipe.num_classes):
-        return list(recipe.labels)
-    defaults = ModelRecipe.default_labels(new_task)  # type: ignore[arg-type]
-    if num_classes is None or num_classes == len(defaults):
-        return list(defaults)
-    return ["background"] + [f"class_{i}" for i in range(1, num_classes)]
-
-
-__all__ = [
-    "WeightsIntegrityError",
-    "WeightsMismatchError",
-    "adapt_input_channels",
-    "build_from_recipe",
-    "load_export",
-    "load_pretrained",
-    "load_state_strict",
-]
+__all__ = ["WeightsIntegrityError", "load_export", "load_pretrained", "pull_and_verify"]

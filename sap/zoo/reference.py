@@ -21,7 +21,9 @@ import torch
 
 from sap.labels import CHANNELS
 from sap.recipe import ModelRecipe
-from sap.zoo.config import DEFAULT_LICENSE, ModelConfig, TrainingData
+from sap.zoo.checkpoint import CheckpointError, read_state_dict
+from sap.zoo.metadata import DEFAULT_LICENSE, ModelConfig, TrainingData
+from sap.zoo.network import load_state_strict
 
 if TYPE_CHECKING:
     from sap.backbones import SegmentationBackbone
@@ -93,44 +95,13 @@ def import_reference_checkpoint(
         ReferenceImportError: not a MONAI ``SwinUNETR`` state dict, head/stem sizes that do not
             match ``task`` / ``channels``, or outputs that differ from MONAI's.
     """
-    from sap.backbones import build_backbone, convert_monai_swin_unetr_state_dict
-    from sap.tasks.transfer import TransferError, read_state_dict
-
     checkpoint = Path(checkpoint)
     if task not in ("skeleton", "lesion"):
         raise ValueError(f"task must be 'skeleton' or 'lesion', got {task!r}.")
-    try:
-        state = convert_monai_swin_unetr_state_dict(read_state_dict(checkpoint))
-    except TransferError as error:
-        raise ReferenceImportError(str(error)) from error
-    for key in (_STEM_KEY, _HEAD_KEY):
-        if key not in state:
-            example = ", ".join(list(state)[:5])
-            raise ReferenceImportError(
-                f"{checkpoint} is not a MONAI SwinUNETR checkpoint: no {key.removeprefix('net.')!r} "
-                f"(after removing module./backbone. prefixes). Its first keys: {example}."
-            )
-    feature_size, in_channels = (int(s) for s in state[_STEM_KEY].shape[:2])
-    out_channels = int(state[_HEAD_KEY].shape[0])
-    label_names = list(labels) if labels is not None else ModelRecipe.default_labels(task)  # type: ignore[arg-type]
-    if len(label_names) != out_channels:
-        raise ReferenceImportError(
-            f"{checkpoint} has a {out_channels}-class head, but task {task!r} has {len(label_names)} labels "
-            f"{label_names}. Use --task {'skeleton' if out_channels == 10 else 'lesion'} or give matching labels."
-        )
     channel_names = list(channels) if channels is not None else list(CHANNELS)
-    if len(channel_names) != in_channels:
-        raise ReferenceImportError(
-            f"{checkpoint} takes {in_channels} input channel(s), but {len(channel_names)} channel names "
-            f"{channel_names} were given. Pass the channel names in the order the model was trained on."
-        )
-
-    model = build_backbone("swin_unetr", in_channels, out_channels, feature_size=feature_size)
-    filled = _fill_missing_buffers(model, state)
-    from sap.zoo.load import load_state_strict
-
-    load_state_strict(model, state, source=str(checkpoint))
-    model.eval()
+    label_names = list(labels) if labels is not None else ModelRecipe.default_labels(task)  # type: ignore[arg-type]
+    state = _read_reference_state(checkpoint)
+    model, filled = _build_reference_model(state, checkpoint, task, channel_names, label_names)
     max_diff = _forward_check(model, state, checkpoint) if check else None
 
     from sap.zoo.export import file_sha256
@@ -165,6 +136,52 @@ def import_reference_checkpoint(
 
         result.folder = save_pretrained(model, out_dir, config, overwrite=overwrite)
     return result
+
+
+def _read_reference_state(checkpoint: Path) -> dict[str, torch.Tensor]:
+    """The file's tensors under our key names; refuse anything but a MONAI ``SwinUNETR``."""
+    from sap.backbones import convert_monai_swin_unetr_state_dict
+
+    try:
+        state = convert_monai_swin_unetr_state_dict(read_state_dict(checkpoint))
+    except CheckpointError as error:
+        raise ReferenceImportError(str(error)) from error
+    for key in (_STEM_KEY, _HEAD_KEY):
+        if key not in state:
+            example = ", ".join(list(state)[:5])
+            raise ReferenceImportError(
+                f"{checkpoint} is not a MONAI SwinUNETR checkpoint: no {key.removeprefix('net.')!r} "
+                f"(after removing module./backbone. prefixes). Its first keys: {example}."
+            )
+    return state
+
+
+def _build_reference_model(
+    state: dict[str, torch.Tensor],
+    checkpoint: Path,
+    task: str,
+    channel_names: list[str],
+    label_names: list[str],
+) -> tuple[SegmentationBackbone, list[str]]:
+    """Our ``swin_unetr`` sized from the tensor shapes, holding ``state``; and the filled buffers."""
+    from sap.backbones import build_backbone
+
+    feature_size, in_channels = (int(s) for s in state[_STEM_KEY].shape[:2])
+    out_channels = int(state[_HEAD_KEY].shape[0])
+    if len(label_names) != out_channels:
+        raise ReferenceImportError(
+            f"{checkpoint} has a {out_channels}-class head, but task {task!r} has {len(label_names)} labels "
+            f"{label_names}. Use --task {'skeleton' if out_channels == 10 else 'lesion'} or give matching labels."
+        )
+    if len(channel_names) != in_channels:
+        raise ReferenceImportError(
+            f"{checkpoint} takes {in_channels} input channel(s), but {len(channel_names)} channel names "
+            f"{channel_names} were given. Pass the channel names in the order the model was trained on."
+        )
+    model = build_backbone("swin_unetr", in_channels, out_channels, feature_size=feature_size)
+    filled = _fill_missing_buffers(model, state)
+    load_state_strict(model, state, source=str(checkpoint))
+    return model.eval(), filled
 
 
 def _fill_missing_buffers(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> list[str]:

@@ -2,26 +2,25 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import pytest
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from sap.backbones import build_backbone
 from sap.labels import LESION_LABELS, SKELETON_LABELS
-from sap.metrics.segmentation import class_dice
 from sap.tasks import (
     AnatomicalPretraining,
     LesionFinetuning,
     TransferError,
     load_task_checkpoint,
-    read_state_dict,
     transfer_encoder_decoder,
 )
 from sap.tasks.base import warmup_cosine_factor
+from sap.zoo import read_state_dict
 
 PATCH = (16, 16, 16)
 
@@ -91,16 +90,6 @@ def test_warmup_then_cosine_schedule() -> None:
     assert factors[4] == pytest.approx(1.0)
     assert all(a >= b for a, b in zip(factors[4:], factors[5:]))
     assert factors[20] == pytest.approx(0.0, abs=1e-12)
-
-
-def test_per_class_dice_marks_absent_classes_nan() -> None:
-    """Validation logs per-class Dice with sap.metrics; an absent class is NaN, not 0 or 1."""
-    label = torch.tensor([0, 1, 1, 2]).reshape(1, 1, 4)
-    prediction = torch.tensor([0, 1, 2, 2]).reshape(1, 1, 4)
-    scores = class_dice(prediction, label, ["background", "a", "b", "c"])
-    assert scores["a"] == pytest.approx(2 / 3)
-    assert scores["b"] == pytest.approx(2 / 3)
-    assert math.isnan(scores["c"])
 
 
 @pytest.mark.parametrize("task", ["skeleton", "lesion"])
@@ -239,15 +228,90 @@ def test_patch_size_must_fit_the_backbone() -> None:
         AnatomicalPretraining(backbone="tiny_unet", patch_size=(15, 16, 16))
 
 
-def test_validation_slides_over_whole_volumes_and_logs_dice(tmp_path: Path) -> None:
-    module = _skeleton()
-    volume = {"image": torch.rand(1, 2, 24, 20, 40), "label": torch.randint(0, 10, (1, 24, 20, 40))}
+class PointwiseClassifier(torch.nn.Module):
+    """Predicts class ``round(10 * T1)`` at each voxel: its whole-volume output is known exactly."""
+
+    def __init__(self, num_classes: int) -> None:
+        super().__init__()
+        self.classes = torch.arange(num_classes, dtype=torch.float32).view(1, -1, 1, 1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return -20.0 * (10.0 * x[:, :1] - self.classes).abs()
+
+
+def _validate(module, image: torch.Tensor, label: torch.Tensor, tmp_path: Path) -> dict:
+    batch = {"image": image[None], "label": label[None], "affine": torch.eye(4)[None]}
     trainer = L.Trainer(
         accelerator="cpu", logger=False, enable_progress_bar=False, default_root_dir=str(tmp_path)
     )
-    metrics = trainer.validate(module, dataloaders=DataLoader([volume], batch_size=None))[0]
-    assert "val/loss" in metrics and "val/dice_foreground" in metrics
-    assert 0.0 <= metrics["val/dice_foreground"] <= 1.0
+    return trainer.validate(module, dataloaders=DataLoader([batch], batch_size=None))[0]
+
+
+def _dice(prediction: torch.Tensor, reference: torch.Tensor) -> float:
+    both = int((prediction & reference).sum())
+    return 2 * both / (int(prediction.sum()) + int(reference.sum()))
+
+
+def test_validation_logs_dice_of_each_class_and_the_foreground_over_whole_volumes(
+    tmp_path: Path,
+) -> None:
+    module = AnatomicalPretraining(
+        backbone="tiny_unet", labels=["background", "a", "b", "c"], patch_size=PATCH
+    )
+    module.model = PointwiseClassifier(4)
+    shape = (24, 20, 40)  # not a multiple of the patch: windows overlap and hang over borders
+    prediction = torch.zeros(shape, dtype=torch.long)
+    prediction[2:12, 3:15, 5:30] = 1
+    prediction[14:22, 2:10, 20:38] = 2
+    label = torch.zeros(shape, dtype=torch.long)
+    label[4:12, 3:15, 5:25] = 1
+    label[14:22, 5:12, 20:38] = 2
+    image = torch.stack([prediction / 10.0, torch.zeros(shape)])
+
+    logged = _validate(module, image, label, tmp_path)
+
+    assert logged["val/dice_a"] == pytest.approx(_dice(prediction == 1, label == 1), abs=1e-6)
+    assert logged["val/dice_b"] == pytest.approx(_dice(prediction == 2, label == 2), abs=1e-6)
+    assert "val/dice_c" not in logged, "a class absent from both maps has no Dice"
+    assert logged["val/dice_foreground"] == pytest.approx(
+        _dice(prediction > 0, label > 0), abs=1e-6
+    )
+    assert "val/loss" not in logged
+
+
+def test_lesion_validation_logs_detection_metrics(tmp_path: Path) -> None:
+    module = LesionFinetuning(backbone="tiny_unet", patch_size=PATCH)
+    module.model = PointwiseClassifier(2)
+    shape = (24, 20, 40)
+    predicted = torch.zeros(shape, dtype=torch.long)
+    predicted[2:8, 2:8, 2:8] = 1  # overlaps the first lesion
+    predicted[15:20, 12:18, 30:36] = 1  # a false positive
+    label = torch.zeros(shape, dtype=torch.long)
+    label[4:10, 4:10, 4:10] = 1
+    label[14:20, 2:6, 14:20] = 1  # missed
+    image = torch.stack([predicted / 10.0, torch.zeros(shape)])
+
+    logged = _validate(module, image, label, tmp_path)
+
+    assert logged["val/lesion_sensitivity"] == pytest.approx(0.5)
+    assert logged["val/lesion_precision"] == pytest.approx(0.5)
+    assert logged["val/lesion_fp_per_exam"] == pytest.approx(1.0)
+    assert logged["val/dice_lesion"] == pytest.approx(_dice(predicted == 1, label == 1), abs=1e-6)
+
+
+@pytest.mark.parametrize(("task", "kept"), [("skeleton", 0), ("lesion", 1)])
+def test_whole_volume_prediction_keeps_labels_and_only_the_probabilities_it_needs(
+    task: str, kept: int
+) -> None:
+    module = (
+        _skeleton()
+        if task == "skeleton"
+        else LesionFinetuning(backbone="tiny_unet", patch_size=PATCH)
+    )
+    result = module.predict_volume(torch.rand(2, 20, 18, 36))
+    assert result.labels.dtype == np.uint8 and result.labels.shape == (20, 18, 36)
+    assert result.probabilities.dtype == np.float16
+    assert result.probabilities.shape == (kept, 20, 18, 36)
 
 
 def test_background_weight_reaches_the_cross_entropy_and_rejects_nonsense() -> None:

@@ -1,8 +1,8 @@
-"""The demo models bundled in the package: present, small, offline, and as good as their cards say.
+"""The demo models bundled in the package: present, small, offline, and as good as their catalogue entries say.
 
-They are produced by ``model_zoo/train_phantom_models.py``. Until that script has been run
-(it writes ``model_zoo/sap-*-phantom.yaml``), these tests are skipped with that reason; once a
-card exists, its weights must be bundled and must reproduce the card's numbers.
+They are produced by ``model_zoo/train_phantom_models.py``, which writes their catalogue
+entries ``model_zoo/sap-*-phantom.yaml``: an entry's weights must be bundled and must reproduce
+the entry's numbers. A source tree without those entries skips these tests and says why.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from sap.zoo import load_pretrained
+from sap.zoo.catalogue import SOURCE_ZOO_DIR, ModelZoo
 from sap.zoo.export import file_sha256
-from sap.zoo.registry import SOURCE_ZOO_DIR, ModelZoo
 
 REPO = Path(__file__).resolve().parents[2]
 BUNDLED = ("sap-skeleton-phantom", "sap-lesion-phantom")
@@ -26,9 +26,11 @@ BUNDLED = ("sap-skeleton-phantom", "sap-lesion-phantom")
 DICE_TOLERANCE = 0.01
 
 
-def _card(name: str):
+def _entry(name: str):
     if not (SOURCE_ZOO_DIR / f"{name}.yaml").is_file():
-        pytest.skip(f"{name} is not trained yet: run `python model_zoo/train_phantom_models.py`.")
+        pytest.skip(
+            f"{name} has no catalogue entry: run `python model_zoo/train_phantom_models.py`."
+        )
     return ModelZoo.from_directory(SOURCE_ZOO_DIR).get(name)
 
 
@@ -43,25 +45,25 @@ def _training_script():
 
 
 @pytest.mark.parametrize("name", BUNDLED)
-def test_bundled_model_is_shipped_small_and_matches_its_card(name, monkeypatch):
-    card = _card(name)
-    assert card.bundled == name and card.synthetic
-    weights = card.bundled_path / "model.safetensors"
-    assert weights.is_file(), f"{weights} missing: the card promises bundled weights"
-    assert file_sha256(weights) == card.sha256
+def test_bundled_model_is_shipped_small_and_matches_its_entry(name, monkeypatch):
+    entry = _entry(name)
+    assert entry.bundled == name and entry.synthetic
+    weights = entry.bundled_path / "model.safetensors"
+    assert weights.is_file(), f"{weights} missing: the catalogue entry promises bundled weights"
+    assert file_sha256(weights) == entry.sha256
     assert weights.stat().st_size <= 5_000_000
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     model = load_pretrained(name)
-    assert model.recipe.task == card.task and tuple(model.recipe.labels) == card.labels
-    readme = (card.bundled_path / "README.md").read_text(encoding="utf-8")
+    assert model.recipe.task == entry.task and tuple(model.recipe.labels) == entry.labels
+    readme = (entry.bundled_path / "README.md").read_text(encoding="utf-8")
     assert "Trained on synthetic data" in readme and "not a medical device" in readme
 
 
 @pytest.mark.slow  # regenerates the held-out phantoms and runs whole-volume inference (~1 min)
-def test_skeleton_model_reaches_the_dice_its_card_states(tmp_path):
-    card = _card("sap-skeleton-phantom")
+def test_skeleton_model_reaches_the_dice_its_entry_states(tmp_path):
+    entry = _entry("sap-skeleton-phantom")
     script = _training_script()
-    evaluation = card.training["evaluation"]
+    evaluation = entry.training["evaluation"]
     from sap.data.cases import discover_cases
     from sap.phantom import generate_cohort
 
@@ -74,7 +76,7 @@ def test_skeleton_model_reaches_the_dice_its_card_states(tmp_path):
     )
     cases = discover_cases(tmp_path / "eval", require=("skeleton",))
     measured = script.evaluate_skeleton(load_pretrained("sap-skeleton-phantom"), cases)
-    stated = card.metrics["whole_skeleton_dice"]
+    stated = entry.metrics["whole_skeleton_dice"]
     assert math.isclose(measured["whole_skeleton_dice"], stated, abs_tol=DICE_TOLERANCE), (
         measured,
         stated,
@@ -82,7 +84,7 @@ def test_skeleton_model_reaches_the_dice_its_card_states(tmp_path):
 
 
 def test_python_one_liner_loads_the_bundled_model_offline():
-    _card("sap-skeleton-phantom")
+    _entry("sap-skeleton-phantom")
     code = "from sap import load_pretrained; m = load_pretrained('sap-skeleton-phantom'); print(m)"
     result = subprocess.run(
         [sys.executable, "-c", code],

@@ -15,12 +15,20 @@ from sap.zoo import (
     ModelConfigError,
     WeightsIntegrityError,
     WeightsMismatchError,
+    export_checkpoint,
     load_pretrained,
     read_config,
     save_pretrained,
 )
 from sap.zoo.export import file_sha256
-from tests.helpers.zoo import TINY_KWARGS, same_output, tiny_config, tiny_export, tiny_model
+from tests.helpers.zoo import (
+    TINY_KWARGS,
+    random_tiny_unet,
+    same_output,
+    tiny_config,
+    tiny_export,
+    train_one_step_checkpoint,
+)
 
 
 def _rewrite_config(folder: Path, change) -> None:
@@ -99,7 +107,7 @@ def test_export_refuses_existing_folder_and_leaves_it_untouched(tmp_path):
     out = tmp_path / "export"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
-    model = tiny_model()
+    model = random_tiny_unet()
     with pytest.raises(FileExistsError, match="overwrite"):
         save_pretrained(model, out, tiny_config(model))
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
@@ -107,7 +115,7 @@ def test_export_refuses_existing_folder_and_leaves_it_untouched(tmp_path):
 
 def test_export_overwrite_replaces_the_folder(tmp_path):
     _, folder = tiny_export(tmp_path / "export", seed=0)
-    other = tiny_model(seed=1)
+    other = random_tiny_unet(seed=1)
     save_pretrained(other, folder, tiny_config(other), overwrite=True)
     assert same_output(other, load_pretrained(folder))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["export"]  # no leftovers
@@ -120,7 +128,7 @@ def test_failed_export_leaves_no_folder_behind(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(export, "render_model_card", broken_card)
-    model = tiny_model()
+    model = random_tiny_unet()
     with pytest.raises(OSError, match="disk full"):
         save_pretrained(model, tmp_path / "export", tiny_config(model))
     assert list(tmp_path.iterdir()) == []
@@ -134,13 +142,13 @@ def test_failed_overwrite_keeps_the_previous_export(tmp_path, monkeypatch):
         export, "render_model_card", lambda *a, **k: (_ for _ in ()).throw(OSError("boom"))
     )
     with pytest.raises(OSError, match="boom"):
-        save_pretrained(tiny_model(seed=3), folder, tiny_config(model), overwrite=True)
+        save_pretrained(random_tiny_unet(seed=3), folder, tiny_config(model), overwrite=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["export"]
     assert same_output(model, load_pretrained(folder))
 
 
 def test_export_refuses_a_recipe_that_does_not_describe_the_model(tmp_path):
-    model = tiny_model(out_channels=2)
+    model = random_tiny_unet(out_channels=2)
     config = tiny_config(model)  # 10 skeleton labels for a 2-class network
     with pytest.raises(ExportError, match="outputs 2 class"):
         save_pretrained(model, tmp_path / "export", config)
@@ -160,7 +168,9 @@ def test_load_pretrained_refuses_tampered_weights(tmp_path):
 
 def test_load_pretrained_checks_a_caller_supplied_sha256(tmp_path):
     _, folder = tiny_export(tmp_path / "export")
-    with pytest.raises(WeightsIntegrityError, match="the model card / caller expects 0000"):
+    with pytest.raises(
+        WeightsIntegrityError, match="the zoo catalogue entry / caller expects 0000"
+    ):
         load_pretrained(folder, sha256="0" * 64)
     load_pretrained(folder, sha256=file_sha256(folder / "model.safetensors"))
 
@@ -249,41 +259,10 @@ def test_lesion_head_and_new_channel_together(tmp_path):
     assert model(torch.rand(1, 3, 8, 8, 8)).shape == (1, 2, 8, 8, 8)
 
 
-def _train_one_step(tmp_path: Path) -> Path:
-    """A real Lightning checkpoint of AnatomicalPretraining (one optimiser step, 8^3 patches)."""
-    import lightning as L
-
-    from sap.tasks import AnatomicalPretraining
-
-    batch = {
-        "image": torch.rand(1, 2, 8, 8, 8),
-        "label": torch.randint(0, 10, (1, 8, 8, 8)),
-        "case_id": ["c0"],
-    }
-    loader = torch.utils.data.DataLoader([batch], batch_size=None)
-    task = AnatomicalPretraining(
-        backbone="tiny_unet", backbone_kwargs=TINY_KWARGS, patch_size=(8, 8, 8), warmup_epochs=0
-    )
-    trainer = L.Trainer(
-        max_steps=1,
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        enable_checkpointing=False,
-        limit_val_batches=0,
-        default_root_dir=tmp_path,
-        accelerator="cpu",
-    )
-    trainer.fit(task, loader)
-    path = tmp_path / "skeleton.ckpt"
-    trainer.save_checkpoint(path)
-    return path
-
-
 def test_lightning_checkpoint_loads_with_weights_only_and_exports(tmp_path, capsys):
     from sap.cli import main
 
-    ckpt = _train_one_step(tmp_path)
+    ckpt = train_one_step_checkpoint(tmp_path)
     raw = torch.load(ckpt, weights_only=True, map_location="cpu")  # no unpickling of code
     assert raw["sap_recipe"]["backbone"] == "tiny_unet" and "hyper_parameters" in raw
 
@@ -312,8 +291,29 @@ def test_lightning_checkpoint_loads_with_weights_only_and_exports(tmp_path, caps
 
     assert main(["zoo", "export", str(ckpt), str(out)]) == 1  # exists, no --overwrite
     assert "already exists" in capsys.readouterr().err
-    assert main(["zoo", "export", str(ckpt), str(tmp_path / "x"), "--metric", "dice"]) == 1
-    assert "NAME=NUMBER" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:  # a malformed option is a usage error
+        main(["zoo", "export", str(ckpt), str(tmp_path / "x"), "--metric", "dice"])
+    assert exit_info.value.code == 2 and "NAME=NUMBER" in capsys.readouterr().err
+
+
+def test_checkpoint_with_lightning_cli_hyper_parameters_exports_and_loads(tmp_path):
+    """``sap fit`` (LightningCLI) stores ``_class_path`` and ``_instantiator`` with the arguments."""
+    from sap.tasks import AnatomicalPretraining, load_task_checkpoint
+
+    checkpoint = torch.load(train_one_step_checkpoint(tmp_path), weights_only=True)
+    checkpoint["hyper_parameters"] = {
+        "_class_path": "sap.tasks.AnatomicalPretraining",
+        **checkpoint["hyper_parameters"],
+        "_instantiator": "lightning.pytorch.cli.instantiate_module",
+    }
+    path = tmp_path / "cli.ckpt"
+    torch.save(checkpoint, path)
+
+    loaded = load_pretrained(path)
+    exported = load_pretrained(export_checkpoint(path, tmp_path / "exported"))
+    task = load_task_checkpoint(path)
+    assert isinstance(task, AnatomicalPretraining)
+    assert same_output(loaded, exported) and same_output(loaded, task.model)
 
 
 def test_load_pretrained_names_a_missing_path(tmp_path):
@@ -324,7 +324,7 @@ def test_load_pretrained_names_a_missing_path(tmp_path):
 
 
 def test_export_is_deterministic(tmp_path):
-    model = tiny_model()
+    model = random_tiny_unet()
     a = save_pretrained(model, tmp_path / "a", tiny_config(model))
     b = save_pretrained(model, tmp_path / "b", tiny_config(model))
     for name in ("model.safetensors", "config.json", "README.md"):

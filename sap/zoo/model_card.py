@@ -1,6 +1,6 @@
 """Model cards: the ``README.md`` that lets an exported model explain itself.
 
-Generated from :class:`sap.zoo.config.ModelConfig` alone, so the card can never disagree with
+Generated from :class:`sap.zoo.metadata.ModelConfig` alone, so the card can never disagree with
 the weights it describes: what the model is, how its input must be prepared, intended use and
 limits (research use, not a medical device), training data, metrics, how to load it, and how to
 cite SAP. The YAML front matter is Hugging Face Hub model-card metadata (licence, library,
@@ -13,7 +13,7 @@ import json
 
 import yaml
 
-from sap.zoo.config import ModelConfig
+from sap.zoo.metadata import ModelConfig
 
 _TASK_TEXT = {
     "skeleton": (
@@ -50,17 +50,28 @@ def render_model_card(config: ModelConfig, load_id: str | None = None) -> str:
             e.g. ``"hf://owner/repo@<commit>"`` or a zoo name. Defaults to the zoo name, or a
             local folder path when the model has none.
     """
-    recipe = config.recipe
-    title = config.name or f"sap {recipe.task} model ({recipe.backbone})"
     load_id = load_id or config.name or "path/to/exported_folder"
-    lines: list[str] = [
-        "---",
-        yaml.safe_dump(card_metadata(config), sort_keys=False).rstrip(),
-        "---",
-        "",
-        f"# {title}",
-        "",
-    ]
+    sections = (
+        _front_matter(config),
+        _introduction(config),
+        _model_table(config),
+        _intended_use(config),
+        _training_data(config),
+        _metrics(config),
+        _how_to_load(config, load_id),
+        _provenance(config),
+        ["## Citation", "", "```bibtex", config.citation.strip(), "```", ""],
+    )
+    return "\n".join(line for section in sections for line in section)
+
+
+def _front_matter(config: ModelConfig) -> list[str]:
+    return ["---", yaml.safe_dump(card_metadata(config), sort_keys=False).rstrip(), "---", ""]
+
+
+def _introduction(config: ModelConfig) -> list[str]:
+    recipe = config.recipe
+    lines = [f"# {config.name or f'sap {recipe.task} model ({recipe.backbone})'}", ""]
     if config.description:
         lines += [config.description.strip(), ""]
     what = _TASK_TEXT.get(recipe.task, "segments {labels}.").format(
@@ -81,8 +92,16 @@ def render_model_card(config: ModelConfig, load_id: str | None = None) -> str:
             "means nothing.",
             "",
         ]
+    return lines
 
-    lines += ["## Model", "", "| | |", "|---|---|"]
+
+def _model_table(config: ModelConfig) -> list[str]:
+    recipe = config.recipe
+    spacing = (
+        "native (no resampling)"
+        if recipe.spacing_mm is None
+        else " × ".join(f"{s:g}" for s in recipe.spacing_mm)
+    )
     rows = [
         ("task", recipe.task),
         ("backbone", f"`{recipe.backbone}` {_inline_json(recipe.backbone_kwargs)}"),
@@ -92,57 +111,57 @@ def render_model_card(config: ModelConfig, load_id: str | None = None) -> str:
             ", ".join(f"{i}: {n}" for i, n in enumerate(recipe.labels)),
         ),
         ("patch size (voxels)", " × ".join(str(s) for s in recipe.patch_size)),
-        (
-            "voxel spacing (mm)",
-            "native (no resampling)"
-            if recipe.spacing_mm is None
-            else " × ".join(f"{s:g}" for s in recipe.spacing_mm),
-        ),
+        ("voxel spacing (mm)", spacing),
         ("orientation", recipe.orientation),
         ("intensity normalisation", _inline_json(recipe.normalisation)),
     ]
-    if config.weights is not None:
+    weights = config.weights
+    if weights is not None:
         rows += [
-            ("parameters", f"{config.weights.num_parameters:,}"),
-            (
-                "weights",
-                f"`{config.weights.file}` ({config.weights.size_bytes / 1e6:.2f} MB, {config.weights.dtype})",
-            ),
-            ("sha256", f"`{config.weights.sha256}`"),
+            ("parameters", f"{weights.num_parameters:,}"),
+            ("weights", f"`{weights.file}` ({weights.size_bytes / 1e6:.2f} MB, {weights.dtype})"),
+            ("sha256", f"`{weights.sha256}`"),
         ]
     rows.append(("sap version", config.sap_version))
-    lines += [f"| {key} | {value} |" for key, value in rows]
-    lines.append("")
+    return ["## Model", "", "| | |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows), ""]
 
-    lines += [
+
+def _intended_use(config: ModelConfig) -> list[str]:
+    channels = config.recipe.channels
+    return [
         "## Intended use and limits",
         "",
         "- Research on bone-metastasis segmentation and anatomical pretraining in whole-body MRI.",
-        f"- Input: {len(recipe.channels)} co-registered channels ({', '.join(recipe.channels)}), "
+        f"- Input: {len(channels)} co-registered channels ({', '.join(channels)}), "
         "prepared exactly as the recipe above says (orientation, spacing, normalisation); "
         "`sap predict` does this for you.",
         "- Not validated on scanners, protocols or populations other than its training data.",
         "- Not a medical device; outputs need expert review.",
         "",
-        "## Training data",
-        "",
-        config.training_data.description.strip() or "Not described.",
     ]
-    if config.training_data.num_cases is not None:
-        lines += ["", f"Training cases: {config.training_data.num_cases}."]
-    lines.append("")
 
-    lines += ["## Metrics", ""]
-    if config.metrics:
-        if config.metrics_description:
-            lines += [config.metrics_description.strip(), ""]
-        lines += ["| metric | value |", "|---|---|"]
-        lines += [f"| {key} | {value:.4g} |" for key, value in config.metrics.items()]
-    else:
-        lines.append("No metrics recorded.")
-    lines.append("")
 
-    lines += [
+def _training_data(config: ModelConfig) -> list[str]:
+    data = config.training_data
+    lines = ["## Training data", "", data.description.strip() or "Not described."]
+    if data.num_cases is not None:
+        lines += ["", f"Training cases: {data.num_cases}."]
+    return [*lines, ""]
+
+
+def _metrics(config: ModelConfig) -> list[str]:
+    lines = ["## Metrics", ""]
+    if not config.metrics:
+        return [*lines, "No metrics recorded.", ""]
+    if config.metrics_description:
+        lines += [config.metrics_description.strip(), ""]
+    lines += ["| metric | value |", "|---|---|"]
+    lines += [f"| {key} | {value:.4g} |" for key, value in config.metrics.items()]
+    return [*lines, ""]
+
+
+def _how_to_load(config: ModelConfig, load_id: str) -> list[str]:
+    lines = [
         "## How to load",
         "",
         "```python",
@@ -150,23 +169,18 @@ def render_model_card(config: ModelConfig, load_id: str | None = None) -> str:
         "",
         f'model = load_pretrained("{load_id}")',
     ]
-    if recipe.task == "skeleton":
+    if config.recipe.task == "skeleton":
         lines += [
             "# SAP transfer: keep encoder and decoder, put on a fresh 2-class lesion head",
             f'lesion_model = load_pretrained("{load_id}", task="lesion", num_classes=2)',
         ]
-    lines += ["```", ""]
-    if config.provenance:
-        lines += [
-            "## Provenance",
-            "",
-            "```json",
-            json.dumps(config.provenance, indent=2),
-            "```",
-            "",
-        ]
-    lines += ["## Citation", "", "```bibtex", config.citation.strip(), "```", ""]
-    return "\n".join(lines)
+    return [*lines, "```", ""]
+
+
+def _provenance(config: ModelConfig) -> list[str]:
+    if not config.provenance:
+        return []
+    return ["## Provenance", "", "```json", json.dumps(config.provenance, indent=2), "```", ""]
 
 
 def _inline_json(value: object) -> str:

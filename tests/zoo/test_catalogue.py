@@ -1,59 +1,44 @@
-"""The zoo registry: YAML cards, lookups with close matches, listing, the generated README."""
+"""The zoo catalogue: YAML entries, lookups with close matches, listing, the generated README."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
-import yaml
 
 from sap.zoo import (
     ModelZoo,
     UnknownModelError,
     WeightsIntegrityError,
-    ZooCardError,
+    ZooEntryError,
     load_pretrained,
 )
-from sap.zoo import registry as registry_module
+from sap.zoo import catalogue as catalogue_module
+from sap.zoo.catalogue import SOURCE_ZOO_DIR, entry_from_export, read_entry
+from sap.zoo.catalogue_readme import render_zoo_readme
 from sap.zoo.export import file_sha256
-from sap.zoo.registry import SOURCE_ZOO_DIR, card_from_export, read_card, render_zoo_readme
-from tests.helpers.zoo import same_output, tiny_export
+from tests.helpers.zoo import (
+    catalogue_entry,
+    same_output,
+    tiny_export,
+    write_catalogue_entry,
+)
 
-SHA = "0" * 64
 COMMIT = "1" * 40
 
 
-def _card(**changes) -> dict:
-    card = {
-        "name": "sap-test-model",
-        "summary": "a card for tests",
-        "task": "skeleton",
-        "backbone": "tiny_unet",
-        "channels": ["T1", "b1000"],
-        "labels": ["background", "bone"],
-        "source": {"hub": "sap-org/sap-test-model", "revision": COMMIT},
-        "sha256": SHA,
-    }
-    card.update(changes)
-    return card
-
-
-def _write(folder, data: dict, name: str | None = None):
-    path = folder / f"{name or data['name']}.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
-
-
-def test_card_round_trips_through_yaml(tmp_path):
-    card = read_card(
-        _write(tmp_path, _card(metrics={"whole_skeleton_dice": 0.9}, training={"seed": 1}))
+def test_entry_round_trips_through_yaml(tmp_path):
+    entry = read_entry(
+        write_catalogue_entry(
+            tmp_path, catalogue_entry(metrics={"whole_skeleton_dice": 0.9}, training={"seed": 1})
+        )
     )
-    assert card.source == f"hf://sap-org/sap-test-model@{COMMIT}"
-    assert card.metrics == {"whole_skeleton_dice": 0.9}
+    assert entry.source == f"hf://sap-org/sap-test-model@{COMMIT}"
+    assert entry.metrics == {"whole_skeleton_dice": 0.9}
     again = tmp_path / "again"
     again.mkdir()
-    (again / "sap-test-model.yaml").write_text(card.to_yaml())
-    assert read_card(again / "sap-test-model.yaml") == card
+    (again / "sap-test-model.yaml").write_text(entry.to_yaml())
+    assert read_entry(again / "sap-test-model.yaml") == entry
 
 
 @pytest.mark.parametrize(
@@ -68,28 +53,28 @@ def test_card_round_trips_through_yaml(tmp_path):
         ({"metrics": {"dice": "high"}}, "metrics must map names to numbers"),
     ],
 )
-def test_malformed_cards_name_the_file_and_field(tmp_path, changes, message):
-    path = _write(tmp_path, _card(**changes), name="sap-test-model")
-    with pytest.raises(ZooCardError) as info:
-        read_card(path)
+def test_malformed_entries_name_the_file_and_field(tmp_path, changes, message):
+    path = write_catalogue_entry(tmp_path, catalogue_entry(**changes), name="sap-test-model")
+    with pytest.raises(ZooEntryError) as info:
+        read_entry(path)
     assert message in str(info.value) and str(path) in str(info.value)
 
 
-def test_card_missing_a_field(tmp_path):
-    data = _card()
+def test_entry_missing_a_field(tmp_path):
+    data = catalogue_entry()
     del data["sha256"]
-    with pytest.raises(ZooCardError, match=r"missing field\(s\) \['sha256'\]"):
-        read_card(_write(tmp_path, data))
+    with pytest.raises(ZooEntryError, match=r"missing field\(s\) \['sha256'\]"):
+        read_entry(write_catalogue_entry(tmp_path, data))
 
 
-def test_card_file_must_be_named_after_the_model(tmp_path):
-    with pytest.raises(ZooCardError, match="sap-test-model.yaml"):
-        read_card(_write(tmp_path, _card(), name="other"))
+def test_entry_file_must_be_named_after_the_model(tmp_path):
+    with pytest.raises(ZooEntryError, match="sap-test-model.yaml"):
+        read_entry(write_catalogue_entry(tmp_path, catalogue_entry(), name="other"))
 
 
 def test_unknown_model_names_list_close_matches(tmp_path):
-    _write(tmp_path, _card(name="sap-skeleton-phantom"))
-    _write(tmp_path, _card(name="sap-lesion-phantom", task="lesion"))
+    write_catalogue_entry(tmp_path, catalogue_entry(name="sap-skeleton-phantom"))
+    write_catalogue_entry(tmp_path, catalogue_entry(name="sap-lesion-phantom", task="lesion"))
     zoo = ModelZoo.from_directory(tmp_path)
     with pytest.raises(UnknownModelError, match="Did you mean 'sap-skeleton-phantom'") as info:
         zoo.get("sap-skeleton-phantm")
@@ -100,26 +85,26 @@ def test_unknown_model_names_list_close_matches(tmp_path):
 
 
 def test_load_pretrained_unknown_name_lists_the_zoo(monkeypatch, tmp_path):
-    _write(tmp_path, _card(name="sap-skeleton-phantom"))
+    write_catalogue_entry(tmp_path, catalogue_entry(name="sap-skeleton-phantom"))
     monkeypatch.setenv("SAP_MODEL_ZOO", str(tmp_path))
-    monkeypatch.setattr(registry_module, "BUNDLED_DIR", tmp_path / "no-bundles")
+    monkeypatch.setattr(catalogue_module, "BUNDLED_DIR", tmp_path / "no-bundles")
     with pytest.raises(UnknownModelError, match="Did you mean 'sap-skeleton-phantom'"):
         load_pretrained("sap-skeletn-phantom")
 
 
 @pytest.fixture
 def bundled_zoo(tmp_path, monkeypatch):
-    """A zoo whose bundled folder holds one tiny export and whose card directory is empty."""
+    """A zoo whose bundled folder holds one tiny export and whose entry directory is empty."""
     bundled = tmp_path / "zoo_bundled"
-    cards = tmp_path / "cards"
-    cards.mkdir()
+    entries = tmp_path / "entries"
+    entries.mkdir()
     model, _ = tiny_export(bundled / "sap-tiny-bundled", name="sap-tiny-bundled")
-    monkeypatch.setattr(registry_module, "BUNDLED_DIR", bundled)
-    monkeypatch.setenv("SAP_MODEL_ZOO", str(cards))
-    return model, bundled, cards
+    monkeypatch.setattr(catalogue_module, "BUNDLED_DIR", bundled)
+    monkeypatch.setenv("SAP_MODEL_ZOO", str(entries))
+    return model, bundled, entries
 
 
-def test_bundled_export_without_card_is_listed_from_its_config(bundled_zoo):
+def test_bundled_export_without_entry_is_listed_from_its_config(bundled_zoo):
     model, bundled, _ = bundled_zoo
     from sap import zoo as zoo_api
 
@@ -131,41 +116,47 @@ def test_bundled_export_without_card_is_listed_from_its_config(bundled_zoo):
     assert same_output(loaded, model) and loaded.pretrained_cfg["source"] == "zoo:sap-tiny-bundled"
 
 
-def test_card_sha256_is_checked_against_the_bundled_weights(bundled_zoo):
-    _, bundled, cards = bundled_zoo
-    card = card_from_export(bundled / "sap-tiny-bundled", summary="tiny")
-    (cards / "sap-tiny-bundled.yaml").write_text(card.to_yaml().replace(card.sha256, "f" * 64))
-    with pytest.raises(WeightsIntegrityError, match="the model card / caller expects ffff"):
+def test_entry_sha256_is_checked_against_the_bundled_weights(bundled_zoo):
+    _, bundled, entries = bundled_zoo
+    entry = entry_from_export(bundled / "sap-tiny-bundled", summary="tiny")
+    (entries / "sap-tiny-bundled.yaml").write_text(entry.to_yaml().replace(entry.sha256, "f" * 64))
+    with pytest.raises(
+        WeightsIntegrityError, match="the zoo catalogue entry / caller expects ffff"
+    ):
         load_pretrained("sap-tiny-bundled")
 
 
-def test_card_for_missing_bundled_weights_says_how_to_make_them(bundled_zoo):
-    _, _, cards = bundled_zoo
-    _write(cards, _card(name="sap-not-trained", source={"bundled": "sap-not-trained"}))
+def test_entry_for_missing_bundled_weights_says_how_to_make_them(bundled_zoo):
+    _, _, entries = bundled_zoo
+    write_catalogue_entry(
+        entries, catalogue_entry(name="sap-not-trained", source={"bundled": "sap-not-trained"})
+    )
     with pytest.raises(FileNotFoundError, match="train_phantom_models.py"):
         load_pretrained("sap-not-trained")
 
 
-def test_model_zoo_cards_are_valid_and_the_readme_is_in_sync():
+def test_model_zoo_entries_are_valid_and_the_readme_is_in_sync():
     zoo = ModelZoo.from_directory(SOURCE_ZOO_DIR)
     readme = (SOURCE_ZOO_DIR / "README.md").read_text(encoding="utf-8")
     assert readme == render_zoo_readme(zoo), (
         "model_zoo/README.md is out of date: run `sap zoo list --write-readme model_zoo/README.md`"
     )
-    for card in zoo:
-        assert card.license and card.summary
-        if card.synthetic:
-            assert "synthetic" in card.summary or "phantom" in card.summary
+    for entry in zoo:
+        assert entry.license and entry.summary
+        if entry.synthetic:
+            assert "synthetic" in entry.summary or "phantom" in entry.summary
 
 
-def test_readme_table_lists_every_card(tmp_path):
-    _write(
+def test_readme_table_lists_every_entry(tmp_path):
+    write_catalogue_entry(
         tmp_path,
-        _card(name="sap-b", metrics={"whole_skeleton_dice": 0.912345}, size_bytes=2_500_000),
+        catalogue_entry(
+            name="sap-b", metrics={"whole_skeleton_dice": 0.912345}, size_bytes=2_500_000
+        ),
     )
-    _write(
+    write_catalogue_entry(
         tmp_path,
-        _card(
+        catalogue_entry(
             name="sap-a",
             source={"bundled": "sap-a"},
             synthetic=True,

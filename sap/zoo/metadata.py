@@ -1,4 +1,4 @@
-"""The ``config.json`` of an exported model: its recipe plus what a user must know about it.
+"""``config.json`` of an exported model: its recipe plus what a user must know about it.
 
 One export folder is one model (``model.safetensors`` + ``config.json`` + ``README.md``). The
 config is the single source the loader rebuilds the network from (backbone name and kwargs,
@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sap._version import __version__
 from sap.recipe import ModelRecipe
 
 #: File names inside an export folder.
@@ -112,7 +113,7 @@ class ModelConfig:
     metrics_description: str = ""
     license: str = DEFAULT_LICENSE
     citation: str = SAP_CITATION
-    sap_version: str = field(default_factory=lambda: _sap_version())
+    sap_version: str = __version__
     weights: WeightsInfo | None = None
     provenance: dict[str, Any] = field(default_factory=dict)
 
@@ -161,7 +162,7 @@ class ModelConfig:
             )
         if not isinstance(version, int) or version > FORMAT_VERSION:
             raise ModelConfigError(
-                f"{source} has format_version {version!r}; this sap ({_sap_version()}) reads up to "
+                f"{source} has format_version {version!r}; this sap ({__version__}) reads up to "
                 f"{FORMAT_VERSION}. Upgrade sap to load it."
             )
         known = {f.name for f in dataclasses.fields(cls)}
@@ -228,12 +229,6 @@ def read_config(path: str | Path) -> ModelConfig:
             f"{path} is not valid JSON ({error}). Re-export or re-download the model."
         ) from error
     return ModelConfig.from_dict(data, source=str(path))
-
-
-def _sap_version() -> str:
-    from sap import __version__
-
-    return __version__
 
 
 __all__ = [

@@ -1,0 +1,62 @@
+"""How the experiments run Lightning on a CPU and record each run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from sap.io import write_text_atomic
+
+
+def cpu_trainer(out_dir: Path, max_epochs: int, name: str, progress: bool) -> Any:
+    """A single-CPU Trainer writing CSV logs and ``<out_dir>/<name>/checkpoints/last.ckpt``.
+
+    No validation loop: the experiments evaluate on held-out cases after fitting.
+    """
+    import lightning as L
+    from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.loggers import CSVLogger
+
+    return L.Trainer(
+        max_epochs=max_epochs,
+        accelerator="cpu",
+        devices=1,
+        default_root_dir=str(out_dir),
+        logger=CSVLogger(str(out_dir), name=name, version=""),
+        callbacks=[
+            ModelCheckpoint(
+                dirpath=str(out_dir / name / "checkpoints"), save_last=True, save_top_k=0
+            )
+        ],
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        enable_progress_bar=progress,
+        enable_model_summary=False,
+        deterministic=False,
+        log_every_n_steps=5,
+    )
+
+
+def write_run_config(path: Path, module: Any, datamodule: Any, max_epochs: int) -> Path:
+    """The run as a LightningCLI config (``sap fit --config PATH`` repeats it)."""
+    import yaml
+
+    config = {
+        "seed_everything": None,
+        "trainer": {"max_epochs": max_epochs, "accelerator": "cpu"},
+        "model": {
+            "class_path": f"{type(module).__module__}.{type(module).__name__}",
+            "init_args": dict(module.hparams),
+        },
+        "data": {
+            "class_path": f"{type(datamodule).__module__}.{type(datamodule).__name__}",
+            "init_args": dict(getattr(datamodule, "hparams", {})),
+        },
+    }
+    return write_text_atomic(
+        path, yaml.safe_dump(json.loads(json.dumps(config, default=list)), sort_keys=False)
+    )
+
+
+__all__ = ["cpu_trainer", "write_run_config"]
