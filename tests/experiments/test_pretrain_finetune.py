@@ -8,8 +8,8 @@ import pytest
 import torch
 import yaml
 
-from sap.phantom import generate_cohort
 from sap.experiments import PretrainFinetuneSettings, pretrain_then_finetune
+from sap.phantom import generate_cohort
 
 # A whole-body phantom on a coarse grid: same field of view as the default, ~1/50 of the voxels.
 TINY_PHANTOM = {"shape": (32, 20, 64), "spacing_mm": (15.0, 15.0, 18.0)}
