@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -18,6 +18,12 @@ from sap.volume import spacing_from_affine
 from sap.zoo.checkpoint import read_state_dict
 
 log = logging.getLogger(__name__)
+
+#: Which backbone groups each ``transfer`` mode loads from the pretrained model.
+TRANSFER_GROUPS: dict[str, tuple[str, ...]] = {
+    "encoder+decoder": ("encoder", "decoder"),
+    "encoder": ("encoder",),
+}
 
 
 class LesionFinetuning(SegmentationTask):
@@ -58,6 +64,8 @@ class LesionFinetuning(SegmentationTask):
             :class:`~sap.tasks.base.SegmentationTask`; paper: 1).
         detection_threshold: lesion probability above which a voxel counts as lesion in the
             validation detection metrics.
+        transfer: backbone groups loaded from ``init``: ``"encoder+decoder"`` (SAP) or
+            ``"encoder"`` (an SSL checkpoint, whose decoder was never trained).
     """
 
     def __init__(
@@ -82,6 +90,7 @@ class LesionFinetuning(SegmentationTask):
         batch_dice: bool = False,
         ce_background_weight: float = 1.0,
         detection_threshold: float = 0.5,
+        transfer: Literal["encoder+decoder", "encoder"] = "encoder+decoder",
     ) -> None:
         super().__init__(
             backbone=backbone,
@@ -103,7 +112,10 @@ class LesionFinetuning(SegmentationTask):
         )
         if init != "scratch" and not str(init).strip():
             raise ValueError("init must be 'scratch' or the path of a skeleton model")
+        if transfer not in TRANSFER_GROUPS:
+            raise ValueError(f"transfer must be one of {list(TRANSFER_GROUPS)}, got {transfer!r}")
         self.init = str(init)
+        self.transfer = transfer
         self.lr_encoder = float(lr_encoder)
         self.lr_decoder = float(lr_decoder)
         self.lr_head = float(lr_head)
@@ -132,7 +144,9 @@ class LesionFinetuning(SegmentationTask):
         ``self.transfer_report`` and logged.
         """
         state = read_state_dict(source)
-        report = transfer_encoder_decoder(self.model, state, source=str(source))
+        report = transfer_encoder_decoder(
+            self.model, state, source=str(source), groups=TRANSFER_GROUPS[self.transfer]
+        )
         self.transfer_report = report
         log.warning(report.summary())
         return report
