@@ -11,16 +11,17 @@ def run_lightning_cli(argv: Sequence[str]) -> int:
     """Run LightningCLI with ``argv`` (sub-command first), resolving packaged config names.
 
     The task (``model``) and data module (``data``) are given as ``class_path`` +
-    ``init_args`` in the YAML, so one command trains either stage of SAP.
+    ``init_args`` in the YAML, so one command trains any stage: skeleton pretraining, lesion
+    fine-tuning or the SSL baseline (which is no segmentation task, hence the base class).
     """
     import lightning as L
     from lightning.pytorch.cli import LightningCLI
 
-    from sap.tasks import SegmentationTask
+    import sap.tasks  # noqa: F401  (imported subclasses are what short class names resolve to)
 
     args = resolve_config_argument(list(argv))
     LightningCLI(
-        SegmentationTask,
+        L.LightningModule,
         L.LightningDataModule,
         subclass_mode_model=True,
         subclass_mode_data=True,

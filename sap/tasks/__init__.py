@@ -1,4 +1,4 @@
-"""Lightning tasks of SAP: skeleton pretraining and lesion fine-tuning."""
+"""Lightning tasks of SAP: skeleton pretraining, lesion fine-tuning and the SSL baseline."""
 
 from __future__ import annotations
 
@@ -6,12 +6,14 @@ from sap.tasks.base import SegmentationTask
 from sap.tasks.checkpoints import load_task_checkpoint
 from sap.tasks.finetuning import LesionFinetuning
 from sap.tasks.pretraining import AnatomicalPretraining
+from sap.tasks.ssl import SelfSupervisedPretraining
 from sap.tasks.transfer import TransferError, TransferReport, transfer_encoder_decoder
 
 __all__ = [
     "AnatomicalPretraining",
     "LesionFinetuning",
     "SegmentationTask",
+    "SelfSupervisedPretraining",
     "TransferError",
     "TransferReport",
     "load_task_checkpoint",
