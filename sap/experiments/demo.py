@@ -28,6 +28,7 @@ from sap.experiments.pretrain_finetune import (
     PretrainFinetuneSettings,
     pretrain_then_finetune,
 )
+from sap.experiments.trainer import set_torch_threads
 from sap.io import write_text_atomic
 
 #: What the demo prints before each run of the experiment.
@@ -99,6 +100,7 @@ def run_demo(
             f"output folder {out} is not empty; choose another --out or pass --overwrite"
         )
     out.mkdir(parents=True, exist_ok=True)
+    threads = set_torch_threads(settings.torch_threads)
     start = time.perf_counter()
     phantom = generate_demo_cohorts(out / "phantom", settings, overwrite=overwrite)
     timings = {"phantom_s": time.perf_counter() - start}
@@ -118,6 +120,7 @@ def run_demo(
         for arm, run in runs.lesion.items()
     }
     summary = _summary(settings, test_cases, results, timings | runs.timings_s(), runs)
+    summary["torch_threads"] = threads
     write_text_atomic(out / "summary.json", json.dumps(summary, indent=2, default=_json_default))
     print(format_table({arm: result["headline"] for arm, result in results.items()}))
     print(f"[sap demo] summary written to {out / 'summary.json'}")

@@ -13,6 +13,8 @@ def cpu_trainer(out_dir: Path, max_epochs: int, name: str, progress: bool) -> An
     """A single-CPU Trainer writing CSV logs and ``<out_dir>/<name>/checkpoints/last.ckpt``.
 
     No validation loop: the experiments evaluate on held-out cases after fitting.
+    ``deterministic=True`` makes torch refuse an operation without a deterministic
+    implementation instead of silently varying from run to run.
     """
     import lightning as L
     from lightning.pytorch.callbacks import ModelCheckpoint
@@ -33,9 +35,24 @@ def cpu_trainer(out_dir: Path, max_epochs: int, name: str, progress: bool) -> An
         num_sanity_val_steps=0,
         enable_progress_bar=progress,
         enable_model_summary=False,
-        deterministic=False,
+        deterministic=True,
         log_every_n_steps=5,
     )
+
+
+def set_torch_threads(threads: int | None) -> int:
+    """Use ``threads`` CPU threads in torch (``None``: keep the current number); returns it.
+
+    Results depend on the thread count (sums run in another order), so experiments set it
+    explicitly and record it next to their numbers.
+    """
+    import torch
+
+    if threads is not None:
+        if int(threads) < 1:
+            raise ValueError(f"torch_threads must be >= 1 or None, got {threads}")
+        torch.set_num_threads(int(threads))
+    return int(torch.get_num_threads())
 
 
 def write_run_config(path: Path, module: Any, datamodule: Any, max_epochs: int) -> Path:
@@ -59,4 +76,4 @@ def write_run_config(path: Path, module: Any, datamodule: Any, max_epochs: int) 
     )
 
 
-__all__ = ["cpu_trainer", "write_run_config"]
+__all__ = ["cpu_trainer", "set_torch_threads", "write_run_config"]
