@@ -14,7 +14,9 @@ from collections.abc import Sequence
 
 PRESET_PREFIX = "benchmark-"
 #: The configuration fields among the parsed options.
-_FIELDS = ("seeds", "reference_arm", "cohort", "cv", "training", "arms", "evaluation", "features")
+_FIELDS = (
+    "seeds", "reference_arm", "cohort", "cv", "training", "arms", "evaluation", "features", "workers",
+)  # fmt: skip
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -35,7 +37,11 @@ def build_parser():
     from sap.configs import list_configs
     from sap.experiments.benchmark_config import BenchmarkConfig
 
-    presets = [name.removeprefix(PRESET_PREFIX) for name in list_configs() if name.startswith(PRESET_PREFIX)]
+    presets = [
+        name.removeprefix(PRESET_PREFIX)
+        for name in list_configs()
+        if name.startswith(PRESET_PREFIX)
+    ]
     parser = ArgumentParser(
         prog="sap benchmark",
         description=(
@@ -46,7 +52,9 @@ def build_parser():
         ),
         epilog=f"presets: {', '.join(presets)} (--preset NAME, read before --config)",
     )
-    parser.add_argument("--preset", type=str | None, default=None, help=f"packaged config: {', '.join(presets)}")
+    parser.add_argument(
+        "--preset", type=str | None, default=None, help=f"packaged config: {', '.join(presets)}"
+    )
     parser.add_argument("--config", action=ActionConfigFile, help="YAML config file")
     parser.add_argument("--progress", type=bool, default=False, help="show progress bars")
     parser.add_class_arguments(BenchmarkConfig, None, as_group=False)
@@ -77,7 +85,6 @@ def run(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str]) -> int:
     """Parse ``argv`` (everything after ``sap benchmark``), run the benchmark, print the table."""
     from sap.experiments.benchmark import run_benchmark
-
     from sap.experiments.benchmark_config import BenchmarkConfig
 
     parser = build_parser()

@@ -19,10 +19,14 @@ continues where it stopped and a changed setting redoes exactly what it touches:
 
 from __future__ import annotations
 
+import functools
 import json
+import multiprocessing
 import shutil
 import time
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -70,17 +74,70 @@ class Stages:
         if folder.exists():
             shutil.rmtree(folder)  # an unfinished or outdated run: start it over
         self.log(f"{name}: running")
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         # Through JSON and back: a fresh result and one read from an earlier run are alike.
         result = json.loads(json.dumps(work()))
         result["wall_s"] = round(time.perf_counter() - start, 1)
+        # CPU time of this process: on a shared machine a steadier measure of the work.
+        result["cpu_s"] = round(time.process_time() - cpu_start, 1)
         folder.mkdir(parents=True, exist_ok=True)
         write_text_atomic(
             folder / STAGE_FILE, json.dumps({"key": key, "result": result}, indent=2) + "\n"
         )
-        self.log(f"{name}: done in {result['wall_s']:.0f} s")
+        self.log(f"{name}: done in {result['wall_s']:.0f} s (CPU {result['cpu_s']:.0f} s)")
         self.ran.append(name)
         return result
+
+
+@dataclass(frozen=True)
+class Job:
+    """One stage to run: its name, folder, key and a picklable ``work()`` (for worker processes)."""
+
+    name: str
+    folder: Path
+    key: str
+    work: Callable[[], dict]
+
+
+def run_jobs(stages: Stages, jobs: list[Job], workers: int, threads: int | None) -> list[dict]:
+    """Results of ``jobs`` in order: finished ones read back, the others run.
+
+    With ``workers > 1`` the unfinished jobs run in that many spawned processes, each with
+    ``threads`` torch threads; every job is seeded on its own, so its result does not depend
+    on which process ran it or when.
+    """
+    results: dict[str, dict] = {}
+    todo = []
+    for job in jobs:
+        if stages.record(job.folder.resolve(), job.key) is None:
+            todo.append(job)
+        else:
+            results[job.name] = stages.run(job.name, job.folder, job.key, job.work)
+    if workers <= 1 or len(todo) <= 1:
+        for job in todo:
+            results[job.name] = stages.run(job.name, job.folder, job.key, job.work)
+        return [results[job.name] for job in jobs]
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(
+        min(workers, len(todo)), mp_context=context, initializer=_start_worker, initargs=(threads,)
+    ) as pool:
+        futures = {pool.submit(_run_in_worker, stages.out, job): job for job in todo}
+        for future in as_completed(futures):
+            job = futures[future]
+            results[job.name] = future.result()
+            stages.ran.append(job.name)
+    return [results[job.name] for job in jobs]
+
+
+def _start_worker(threads: int | None) -> None:
+    from sap.experiments.trainer import set_torch_threads
+
+    set_torch_threads(threads)
+
+
+def _run_in_worker(out: Path, job: Job) -> dict:
+    stages = Stages(out, lambda line: print(f"[sap benchmark] {line}", flush=True))
+    return stages.run(job.name, job.folder, job.key, job.work)
 
 
 def run_benchmark(
@@ -137,42 +194,49 @@ def run_benchmark(
 
 def _pretrain(config: BenchmarkConfig, cohorts, stages: Stages, progress: bool) -> dict[str, Any]:
     """Pretraining once per needed initialisation; name -> record (``key``, ``checkpoint``, compute)."""
+    training = config.training
+    inits = sorted(config.pretraining_needed())
+    jobs = []
+    for init in inits:
+        folder = stages.out / "pretrain" / PRETRAINING_RUNS[init]
+        key = stage_key(init, cohorts.identity["healthy"], _pretraining_settings(training, init))
+        work = functools.partial(
+            _pretrain_job, init, cohorts.healthy, folder.parent, training, progress
+        )
+        jobs.append(Job(f"pretraining {init}", folder, key, work))
+    results = run_jobs(stages, jobs, config.workers, training.torch_threads)
+    return {init: {"key": job.key, **r} for init, job, r in zip(inits, jobs, results)}
+
+
+#: Run folder (under ``OUT/pretrain``) of each pretraining.
+PRETRAINING_RUNS: dict[str, str] = {"sap": "skeleton", "ssl": "ssl"}
+
+
+def _pretrain_job(init: str, healthy: Path, folder: Path, training, progress: bool) -> dict:
     from sap.experiments.pretrain_finetune import pretrain_skeleton, pretrain_ssl
 
-    folder = stages.out / "pretrain"
-    jobs = {"sap": ("skeleton", pretrain_skeleton), "ssl": ("ssl", pretrain_ssl)}
-    training = config.training
-    records = {}
-    for init in sorted(config.pretraining_needed()):
-        run_name, pretrain = jobs[init]
-        key = stage_key(init, cohorts.identity["healthy"], _pretraining_settings(training, init))
-
-        def work(pretrain=pretrain) -> dict:
-            trained = pretrain(cohorts.healthy, folder, training, progress=progress)
-            return {"checkpoint": str(trained.checkpoint), **trained.compute()}
-
-        records[init] = {"key": key, **stages.run(f"pretraining {init}", folder / run_name, key, work)}
-    return records
+    pretrain = pretrain_skeleton if init == "sap" else pretrain_ssl
+    trained = pretrain(healthy, folder, training, progress=progress)
+    return {"checkpoint": str(trained.checkpoint), **trained.compute()}
 
 
 def _pretraining_settings(training, init: str) -> dict[str, Any]:
     """The training settings a pretraining run depends on (not the fine-tuning ones)."""
     shared = ("seed", "backbone", "backbone_kwargs", "patch_size", "batch_size", "torch_threads")
     own = {
-        "sap": ("skeleton_epochs", "skeleton_samples_per_volume", "skeleton_lr", "skeleton_ce_background_weight", "batch_dice"),
+        "sap": ("skeleton_epochs", "skeleton_samples_per_volume", "skeleton_lr",
+                "skeleton_ce_background_weight", "batch_dice"),
         "ssl": ("ssl_epochs", "ssl_samples_per_volume", "ssl_lr", "ssl_task_kwargs"),
-    }[init]
+    }[init]  # fmt: skip
     return {name: getattr(training, name) for name in (*shared, *own)}
 
 
 def _finetune(config, split: CrossValidation, files: FoldFiles, pretrained, stages, progress, out):
     """Every seed x test fold x arm; ``runs[arm][seed][fold]`` = the run's record."""
-    from sap.experiments.benchmark_folds import run_fold
-
-    runs: dict[str, dict[str, dict[int, dict]]] = {arm: {} for arm in config.arms}
     finetuning = {
         k: v for k, v in vars(config.training).items() if not k.startswith(("skeleton_", "ssl_"))
     }
+    jobs, cells = [], []
     for seed in config.seeds:
         for fold in split.test_folds:
             for name, arm in config.arms.items():
@@ -182,35 +246,53 @@ def _finetune(config, split: CrossValidation, files: FoldFiles, pretrained, stag
                     None if source is None else source["key"], config.evaluation,
                 )  # fmt: skip
                 folder = out / "finetune" / name / f"seed_{seed}" / f"fold_{fold}"
-
-                def work(arm=arm, fold=fold, seed=seed, folder=folder, source=source) -> dict:
-                    init = None if source is None else Path(source["checkpoint"])
-                    record = run_fold(
-                        config, files, split.tuning_fold, fold, arm, seed, init, folder, progress
-                    )
-                    return {"folder": str(folder), **record}
-
-                label = f"fine-tuning {name}, seed {seed}, fold {fold}"
-                record = stages.run(label, folder, key, work)
-                runs[name].setdefault(str(seed), {})[fold] = {"key": key, **record}
+                init = None if source is None else Path(source["checkpoint"])
+                work = functools.partial(
+                    _fold_job,
+                    config,
+                    files,
+                    split.tuning_fold,
+                    fold,
+                    arm,
+                    seed,
+                    init,
+                    folder,
+                    progress,
+                )
+                jobs.append(Job(f"fine-tuning {name}, seed {seed}, fold {fold}", folder, key, work))
+                cells.append((name, str(seed), fold, key))
+    runs: dict[str, dict[str, dict[int, dict]]] = {arm: {} for arm in config.arms}
+    for (name, seed, fold, key), record in zip(
+        cells, run_jobs(stages, jobs, config.workers, config.training.torch_threads)
+    ):
+        runs[name].setdefault(seed, {})[fold] = {"key": key, **record}
     return runs
+
+
+def _fold_job(config, files, tuning_fold, fold, arm, seed, init, folder: Path, progress) -> dict:
+    from sap.experiments.benchmark_folds import run_fold
+
+    record = run_fold(config, files, tuning_fold, fold, arm, seed, init, folder, progress)
+    return {"folder": str(folder), **record}
 
 
 def _score(config, files: FoldFiles, runs, stages: Stages, out: Path) -> dict[str, Any]:
     """``scores[arm][seed]``: the pooled evaluation of one arm and seed over its test folds."""
     from sap.experiments.benchmark_results import score_arm_seed
 
-    scores: dict[str, dict[str, Any]] = {}
+    jobs, cells = [], []
     for arm, by_seed in runs.items():
         for seed, folds in by_seed.items():
             folder = out / "scores" / arm / f"seed_{seed}"
             key = stage_key([folds[f]["key"] for f in sorted(folds)], config.evaluation)
-
-            def work(folds=folds, folder=folder) -> dict:
-                return score_arm_seed(config, files, folds, folder)
-
-            result = stages.run(f"scoring {arm}, seed {seed}", folder, key, work)
-            scores.setdefault(arm, {})[seed] = result
+            work = functools.partial(score_arm_seed, config, files, folds, folder)
+            jobs.append(Job(f"scoring {arm}, seed {seed}", folder, key, work))
+            cells.append((arm, seed))
+    scores: dict[str, dict[str, Any]] = {}
+    for (arm, seed), result in zip(
+        cells, run_jobs(stages, jobs, config.workers, config.training.torch_threads)
+    ):
+        scores.setdefault(arm, {})[seed] = result
     return scores
 
 
@@ -223,35 +305,33 @@ def _features(config, files: FoldFiles, split, pretrained, stages: Stages, out: 
         config.features, {k: v["key"] for k, v in pretrained.items()}, split.to_dict(),
         training.backbone, training.backbone_kwargs, training.patch_size, training.seed,
     )  # fmt: skip
-
-    def work() -> dict:
-        from sap.backbones import build_backbone
-        from sap.experiments.features import draw_patches, feature_analysis
-        from sap.labels import CHANNELS, LESION_LABELS
-        from sap.zoo import read_checkpoint
-
-        images, is_lesion = draw_patches(
-            files.manifest(split.tuning_fold),
-            training.patch_size,
-            config.features.patches_per_class,
-            training.seed,
-        )
-        import torch
-
-        torch.manual_seed(training.seed)
-        models = {
-            "scratch": build_backbone(
-                training.backbone, len(CHANNELS), len(LESION_LABELS), **training.backbone_kwargs
-            )
-        }
-        for init in ("ssl", "sap"):
-            if init in pretrained:
-                models[init] = read_checkpoint(pretrained[init]["checkpoint"]).build_backbone()
-        return feature_analysis(
-            models, images, is_lesion, config.features.perplexity, training.seed
-        )
-
+    checkpoints = {init: record["checkpoint"] for init, record in pretrained.items()}
+    work = functools.partial(_features_job, config, files.manifest(split.tuning_fold), checkpoints)
     return stages.run("feature analysis (t-SNE)", out / "features", key, work)
 
 
-__all__ = ["STAGE_FILE", "Stages", "run_benchmark"]
+def _features_job(config: BenchmarkConfig, manifest: Path, checkpoints: dict[str, str]) -> dict:
+    import torch
+
+    from sap.backbones import build_backbone
+    from sap.experiments.features import draw_patches, feature_analysis
+    from sap.labels import CHANNELS, LESION_LABELS
+    from sap.zoo import read_checkpoint
+
+    training = config.training
+    images, is_lesion = draw_patches(
+        manifest, training.patch_size, config.features.patches_per_class, training.seed
+    )
+    torch.manual_seed(training.seed)
+    models = {
+        "scratch": build_backbone(
+            training.backbone, len(CHANNELS), len(LESION_LABELS), **training.backbone_kwargs
+        )
+    }
+    for init in ("ssl", "sap"):
+        if init in checkpoints:
+            models[init] = read_checkpoint(checkpoints[init]).build_backbone()
+    return feature_analysis(models, images, is_lesion, config.features.perplexity, training.seed)
+
+
+__all__ = ["STAGE_FILE", "Job", "Stages", "run_benchmark", "run_jobs"]

@@ -141,6 +141,8 @@ class BenchmarkConfig:
         arms: the lesion arms by name.
         evaluation: scoring.
         features: the t-SNE analysis.
+        workers: processes that run pretraining, fine-tuning and scoring jobs side by side
+            (each with ``training.torch_threads`` threads). Results do not depend on it.
     """
 
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
@@ -151,18 +153,23 @@ class BenchmarkConfig:
     arms: dict[str, ArmConfig] = field(default_factory=paper_arms)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     features: FeatureConfig = field(default_factory=FeatureConfig)
+    workers: int = 1
 
     def check(self) -> None:
         """Raise a ``ValueError`` naming the first setting that cannot work."""
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds must be distinct and at least one, got {self.seeds}")
+        if self.workers < 1:
+            raise ValueError(f"workers must be >= 1, got {self.workers}")
         if self.reference_arm not in self.arms:
             raise ValueError(
                 f"reference_arm {self.reference_arm!r} is not one of the arms {list(self.arms)}"
             )
         for name, arm in self.arms.items():
             if arm.init not in ("scratch", "sap", "ssl"):
-                raise ValueError(f"arm {name!r}: init must be scratch, sap or ssl, got {arm.init!r}")
+                raise ValueError(
+                    f"arm {name!r}: init must be scratch, sap or ssl, got {arm.init!r}"
+                )
             if not name.replace("_", "").isalnum():
                 raise ValueError(f"arm name {name!r}: use letters, digits and '_' only")
 

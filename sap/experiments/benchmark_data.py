@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -90,8 +91,18 @@ def _generate_phantom(folder: Path, parameters: dict[str, Any], log) -> None:
         log(f"phantom cohort {folder.name}: finished earlier, kept")
         return
     log(f"phantom cohort {folder.name}: generating {parameters}")
+    start, cpu_start = time.perf_counter(), time.process_time()
     generate_cohort(folder, overwrite=True, **parameters)
-    write_text_atomic(record, json.dumps({"key": key, "parameters": parameters}, indent=2))
+    timing = {
+        "wall_s": round(time.perf_counter() - start, 1),
+        "cpu_s": round(time.process_time() - cpu_start, 1),
+    }
+    log(
+        f"phantom cohort {folder.name}: done in {timing['wall_s']:.0f} s (CPU {timing['cpu_s']:.0f} s)"
+    )
+    write_text_atomic(
+        record, json.dumps({"key": key, "parameters": parameters, **timing}, indent=2)
+    )
 
 
 def _recorded_key(record: Path) -> str | None:
@@ -123,7 +134,9 @@ class FoldFiles:
         return self.root / f"fold_{fold}"
 
 
-def split_cohort(config: BenchmarkConfig, cohorts: Cohorts, out: Path) -> tuple[CrossValidation, FoldFiles]:
+def split_cohort(
+    config: BenchmarkConfig, cohorts: Cohorts, out: Path
+) -> tuple[CrossValidation, FoldFiles]:
     """Count lesions, split the patients into folds and write the fold files (once)."""
     from sap.data.cases import CaseLayout, discover_cases
 
@@ -156,7 +169,9 @@ def _write_fold_files(split: CrossValidation, cases: dict, files: FoldFiles, cha
     for fold, members in enumerate(split.folds):
         _write_manifest(files.manifest(fold), [cases[c] for c in members], channels)
         for case_id in members:
-            _copy_reference(cases[case_id].lesion, files.references(fold) / case_id / REFERENCE_FILE)
+            _copy_reference(
+                cases[case_id].lesion, files.references(fold) / case_id / REFERENCE_FILE
+            )
     for fold in split.test_folds:
         training = [cases[c] for c in split.training_cases(fold)]
         _write_manifest(files.training_manifest(fold), training, channels)
@@ -172,7 +187,11 @@ def _write_manifest(path: Path, cases: list, channels) -> None:
     writer.writerow(["case_id", *channels, "lesion"])
     for case in cases:
         writer.writerow(
-            [case.case_id, *(str(Path(case.images[c]).resolve()) for c in channels), str(Path(case.lesion).resolve())]
+            [
+                case.case_id,
+                *(str(Path(case.images[c]).resolve()) for c in channels),
+                str(Path(case.lesion).resolve()),
+            ]
         )
     write_text_atomic(path, buffer.getvalue())
 

@@ -78,12 +78,20 @@ def run_fold(
 def _predictor(checkpoint: Path, config: BenchmarkConfig) -> Any:
     from sap.inference import Predictor, load_model
 
+    device = "cpu" if config.training.accelerator == "cpu" else _gpu_or_cpu()
     return Predictor(
-        load_model(checkpoint, task="lesion"),
+        load_model(checkpoint, device, task="lesion"),
+        device=device,
         overlap=config.training.sw_overlap,
         batch_size=config.evaluation.predict_batch_size,
         memory_limit_bytes=None,
     )
+
+
+def _gpu_or_cpu() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def _predict(predictor: Any, manifest: Path, out_dir: Path) -> None:
@@ -95,11 +103,12 @@ def _predict(predictor: Any, manifest: Path, out_dir: Path) -> None:
     )
     if result.errors:
         failed = "; ".join(f"{case}: {error}" for case, error in result.errors.items())
-        raise RuntimeError(f"Prediction failed for {len(result.errors)} case(s) of {manifest}: {failed}")
+        raise RuntimeError(
+            f"Prediction failed for {len(result.errors)} case(s) of {manifest}: {failed}"
+        )
 
 
 def _tune(pred_dir: Path, ref_dir: Path, config: BenchmarkConfig) -> Any:
-    from sap.metrics import DetectionSettings
     from sap.metrics.folders import tune_threshold_on_folder
 
     return tune_threshold_on_folder(

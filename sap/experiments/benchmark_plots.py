@@ -77,7 +77,9 @@ def plot_volume_arms(results: Mapping[str, Any], path: Path) -> Path:
     plt = _pyplot()
     edges = np.asarray(DEFAULT_VOLUME_BINS_ML, dtype=np.float64)
     n_bins = edges.size - 1
-    labels = [f"{a:g}–{b:g}" if np.isfinite(b) else f"≥{a:g}" for a, b in zip(edges[:-1], edges[1:])]
+    labels = [
+        f"{a:g}–{b:g}" if np.isfinite(b) else f"≥{a:g}" for a, b in zip(edges[:-1], edges[1:])
+    ]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4))
     arms = list(results["arms"])
     colours = _colours(arms)

@@ -58,21 +58,29 @@ def write_outputs(config, out: Path, *, split, pretrained, runs, scores, feature
         "splits": split.to_dict(),
         "compute": _compute(pretrained, runs, scores, features),
         "per_seed": {
-            arm: {seed: headline_metrics(s["summary"]) | {"thresholds": s["thresholds"]}
-                  for seed, s in scores[arm].items()}
+            arm: {
+                seed: headline_metrics(s["summary"]) | {"thresholds": s["thresholds"]}
+                for seed, s in scores[arm].items()
+            }
             for arm in arms
         },  # fmt: skip
         "combined": {arm: headline_metrics(combined[arm]) for arm in arms},
         "comparison": {k: comparison[k] for k in ("rows", "markdown", "froc_tests")},
-        "curves": {arm: {seed: s["summary"]["froc"]["curve"] for seed, s in scores[arm].items()}
-                   for arm in arms},  # fmt: skip
-        "n_exams": {arm: {seed: s["summary"]["n_exams"] for seed, s in scores[arm].items()}
-                    for arm in arms},  # fmt: skip
+        "curves": {
+            arm: {seed: s["summary"]["froc"]["curve"] for seed, s in scores[arm].items()}
+            for arm in arms
+        },  # fmt: skip
+        "n_exams": {
+            arm: {seed: s["summary"]["n_exams"] for seed, s in scores[arm].items()} for arm in arms
+        },  # fmt: skip
         "lesions": {arm: {seed: s["lesions"] for seed, s in scores[arm].items()} for arm in arms},
-        "fp_volumes_ml": {arm: {seed: s["fp_volumes_ml"] for seed, s in scores[arm].items()}
-                          for arm in arms},  # fmt: skip
+        "fp_volumes_ml": {
+            arm: {seed: s["fp_volumes_ml"] for seed, s in scores[arm].items()} for arm in arms
+        },  # fmt: skip
         "per_patient": {arm: combined[arm]["per_exam"] for arm in arms},
-        "features": None if features is None else {k: v for k, v in features.items() if k != "wall_s"},
+        "features": None
+        if features is None
+        else {k: v for k, v in features.items() if k != "wall_s"},
     }
     results = json_ready(results)
     write_text_atomic(out / "results.json", json.dumps(results, indent=1, allow_nan=False) + "\n")
@@ -121,8 +129,11 @@ def _compute(pretrained, runs, scores, features) -> dict[str, Any]:
             for init, r in pretrained.items()
         },
         "finetuning": finetuning,
-        "scoring_s": round(sum(s.get("wall_s", 0.0) for by in scores.values() for s in by.values()), 1),
+        "scoring_s": round(
+            sum(s.get("wall_s", 0.0) for by in scores.values() for s in by.values()), 1
+        ),
         "features_s": None if features is None else features.get("wall_s"),
+        "features_cpu_s": None if features is None else features.get("cpu_s"),
     }
 
 
@@ -251,7 +262,11 @@ def _froc_tests(results: dict[str, Any]) -> str:
 
 def _seed_table(results: dict[str, Any]) -> str:
     header = ["arm", "seed", *(label for _, label in SEED_METRICS), "thresholds"]
-    lines = ["## Seed-to-seed spread\n", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines = [
+        "## Seed-to-seed spread\n",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+    ]
     for arm in results["arms"]:
         for seed, values in results["per_seed"][arm].items():
             cells = [_n(values.get(key)) for key, _ in SEED_METRICS]
@@ -287,7 +302,11 @@ def _features(features: dict[str, Any]) -> str:
 
 def _compute_section(results: dict[str, Any]) -> str:
     compute = results["compute"]
-    lines = ["## Compute per stage\n", "| stage | wall time | epochs | steps |", "|---|---|---|---|"]
+    lines = [
+        "## Compute per stage\n",
+        "| stage | wall time | epochs | steps |",
+        "|---|---|---|---|",
+    ]
     for init, record in compute["pretraining"].items():
         lines.append(f"| pretraining {init} | {_duration(record.get('seconds'))} | "
                      f"{record.get('epochs', '–')} | {record.get('steps', '–')} |")  # fmt: skip

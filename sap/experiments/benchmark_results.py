@@ -97,7 +97,9 @@ def score_arm_seed(
     }
 
 
-def combine_seeds(scored: Mapping[str, Mapping[str, Any]], bootstrap_resamples: int) -> dict[str, Any]:
+def combine_seeds(
+    scored: Mapping[str, Mapping[str, Any]], bootstrap_resamples: int
+) -> dict[str, Any]:
     """One arm's summary over seeds: per-patient means, per-lesion means, mean FROC-AUCs.
 
     Args:
@@ -135,14 +137,18 @@ def combine_seeds(scored: Mapping[str, Mapping[str, Any]], bootstrap_resamples: 
         "n_exams": len(cases),
         "seeds": seeds,
         "metrics": metrics,
-        "icc_2_1_total_volume": _nanmean([scored[s]["summary"].get("icc_2_1_total_volume") for s in seeds]),
+        "icc_2_1_total_volume": _nanmean(
+            [scored[s]["summary"].get("icc_2_1_total_volume") for s in seeds]
+        ),
         "froc": froc,
         "per_exam": per_exam,
         "per_lesion": per_lesion,
     }
 
 
-def _lesion_means(scored: Mapping[str, Mapping[str, Any]], seeds: Sequence[str]) -> dict[str, list[float]]:
+def _lesion_means(
+    scored: Mapping[str, Mapping[str, Any]], seeds: Sequence[str]
+) -> dict[str, list[float]]:
     """Dice and NSD of each lesion averaged over the seeds that detected it."""
     values: dict[tuple[str, Any], dict[str, list[float]]] = {}
     for seed in seeds:
@@ -209,9 +215,7 @@ def _paired_units(scored, names, key) -> dict[str, list[float]]:
         have = {(s, f) for s, result in scored[arm].items() for f in result[key]}
         units = have if units is None else units & have
     order = sorted(units or set())
-    return {
-        arm: [_nan_if_none(scored[arm][s][key][f]) for s, f in order] for arm in names
-    }
+    return {arm: [_nan_if_none(scored[arm][s][key][f]) for s, f in order] for arm in names}
 
 
 def _ci(values, median_ci, n_resamples: int) -> dict[str, Any]:

@@ -56,9 +56,7 @@ class CrossValidation:
             "tuning_fold": self.tuning_fold,
             "test_folds": list(self.test_folds),
             "folds": [list(cases) for cases in self.folds],
-            "lesions_per_fold": [
-                sum(self.lesion_counts[c] for c in cases) for cases in self.folds
-            ],
+            "lesions_per_fold": [sum(self.lesion_counts[c] for c in cases) for cases in self.folds],
             "lesion_counts": dict(sorted(self.lesion_counts.items())),
         }
 
@@ -100,8 +98,10 @@ def stratified_folds(
         raise ValueError(f"{len(ids)} cases cannot fill {folds} folds; use fewer folds.")
     if not 0 <= tuning_fold < folds:
         raise ValueError(f"tuning_fold must lie in 0..{folds - 1}, got {tuning_fold}")
-    tests = tuple(i for i in range(folds) if i != tuning_fold) if test_folds is None else tuple(
-        int(i) for i in test_folds
+    tests = (
+        tuple(i for i in range(folds) if i != tuning_fold)
+        if test_folds is None
+        else tuple(int(i) for i in test_folds)
     )
     bad = [i for i in tests if not 0 <= i < folds or i == tuning_fold]
     if bad or not tests or len(set(tests)) != len(tests):
@@ -127,7 +127,9 @@ def stratified_folds(
     )
 
 
-def count_case_lesions(lesion_files: Mapping[str, object], connectivity: int = 26) -> dict[str, int]:
+def count_case_lesions(
+    lesion_files: Mapping[str, object], connectivity: int = 26
+) -> dict[str, int]:
     """Lesions (connected components) of each case's reference lesion file."""
     from sap.volume import label_components, read_volume
 

@@ -94,7 +94,7 @@ def cluster_distances(points: np.ndarray, is_lesion: np.ndarray) -> dict[str, fl
     inter = float(cdist(lesion, free).mean()) if len(lesion) and len(free) else float("nan")
     silhouette = (
         float(silhouette_score(points, is_lesion.astype(int)))
-        if 2 <= len(lesion) and 2 <= len(free)
+        if len(lesion) >= 2 and len(free) >= 2
         else float("nan")
     )
     return {

@@ -46,6 +46,7 @@ class PretrainFinetuneSettings:
         ssl_task_kwargs: further arguments of the SSL task (loss weights, masks, ...).
         torch_threads: CPU threads torch uses (``None``: torch's default). Results depend
             on it (floating-point sums in another order), so it is recorded with every run.
+        accelerator, precision: Lightning's, for every run (``"gpu"``, ``"16-mixed"`` on a GPU).
     """
 
     seed: int = 7
@@ -70,6 +71,8 @@ class PretrainFinetuneSettings:
     ssl_lr: float = 3e-3
     ssl_task_kwargs: dict[str, Any] = field(default_factory=dict)
     torch_threads: int | None = None
+    accelerator: str = "cpu"
+    precision: str = "32-true"
 
 
 @dataclass
@@ -170,7 +173,7 @@ def pretrain_skeleton(
         **_task_kwargs(settings),
     )
     run = _Run(out_dir, "skeleton", settings.skeleton_epochs, progress, on_stage)
-    return run.fit(module, data, start)
+    return run.fit(module, data, start, settings)
 
 
 def pretrain_ssl(
@@ -202,7 +205,7 @@ def pretrain_ssl(
         **settings.ssl_task_kwargs,
     )
     run = _Run(out_dir, "ssl", settings.ssl_epochs, progress, on_stage)
-    return run.fit(module, data, start)
+    return run.fit(module, data, start, settings)
 
 
 def finetune_lesion(
@@ -244,7 +247,8 @@ def finetune_lesion(
         transfer=transfer,
         **_task_kwargs(settings),
     )
-    return _Run(out_dir, name, settings.lesion_epochs, progress, on_stage).fit(module, data, start)
+    run = _Run(out_dir, name, settings.lesion_epochs, progress, on_stage)
+    return run.fit(module, data, start, settings)
 
 
 def _data_kwargs(settings: PretrainFinetuneSettings, data_dir: Path) -> dict[str, Any]:
@@ -282,10 +286,19 @@ class _Run:
     progress: bool
     on_stage: Callable[[str], None] | None
 
-    def fit(self, module: Any, data: Any, start: float) -> TrainedRun:
+    def fit(
+        self, module: Any, data: Any, start: float, settings: PretrainFinetuneSettings
+    ) -> TrainedRun:
         if self.on_stage is not None:
             self.on_stage(self.name)
-        trainer = cpu_trainer(self.out_dir, self.epochs, self.name, self.progress)
+        trainer = cpu_trainer(
+            self.out_dir,
+            self.epochs,
+            self.name,
+            self.progress,
+            accelerator=settings.accelerator,
+            precision=settings.precision,
+        )
         trainer.fit(module, datamodule=data)
         folder = self.out_dir / self.name
         write_run_config(folder / "config.yaml", module, data, self.epochs)

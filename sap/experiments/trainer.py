@@ -9,8 +9,15 @@ from typing import Any
 from sap.io import write_text_atomic
 
 
-def cpu_trainer(out_dir: Path, max_epochs: int, name: str, progress: bool) -> Any:
-    """A single-CPU Trainer writing CSV logs and ``<out_dir>/<name>/checkpoints/last.ckpt``.
+def cpu_trainer(
+    out_dir: Path,
+    max_epochs: int,
+    name: str,
+    progress: bool,
+    accelerator: str = "cpu",
+    precision: str = "32-true",
+) -> Any:
+    """A one-device Trainer (CPU by default) writing CSV logs and ``<out_dir>/<name>/checkpoints/last.ckpt``.
 
     No validation loop: the experiments evaluate on held-out cases after fitting.
     ``deterministic=True`` makes torch refuse an operation without a deterministic
@@ -22,8 +29,9 @@ def cpu_trainer(out_dir: Path, max_epochs: int, name: str, progress: bool) -> An
 
     return L.Trainer(
         max_epochs=max_epochs,
-        accelerator="cpu",
+        accelerator=accelerator,
         devices=1,
+        precision=precision,
         default_root_dir=str(out_dir),
         logger=CSVLogger(str(out_dir), name=name, version=""),
         callbacks=[
