@@ -37,6 +37,8 @@ class PretrainFinetuneSettings:
         lesion_lr_decoder: decoder and head learning rate of both arms (and the scratch
             arm's encoder rate).
         lesion_lr_encoder_sap: encoder learning rate of the SAP arm.
+        lesion_ce_background_weight: cross-entropy weight of background in fine-tuning
+            (see :class:`sap.tasks.SegmentationTask`; paper: 1).
         negative_ratio: lesion-free patches per lesion patch.
         batch_dice: Dice term over the whole batch (see :class:`sap.tasks.SegmentationTask`).
         sw_overlap, sw_batch_size: sliding window of whole-volume prediction.
@@ -61,6 +63,7 @@ class PretrainFinetuneSettings:
     lesion_epochs: int = 28
     lesion_lr_decoder: float = 3e-3
     lesion_lr_encoder_sap: float = 1e-3
+    lesion_ce_background_weight: float = 1.0
     negative_ratio: float = 1.0
     batch_dice: bool = True
     sw_overlap: float = 0.25
@@ -244,6 +247,7 @@ def finetune_lesion(
         lr_encoder=lr_encoder,
         lr_decoder=settings.lesion_lr_decoder,
         lr_head=settings.lesion_lr_decoder,
+        ce_background_weight=settings.lesion_ce_background_weight,
         transfer=transfer,
         **_task_kwargs(settings),
     )

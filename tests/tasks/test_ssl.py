@@ -131,26 +131,26 @@ def test_finetuning_from_ssl_loads_the_encoder_only(pretrained) -> None:
     assert any(key.startswith("rotation_head.") for key in report.unexpected)
 
 
-def test_ssl_transfer_into_another_architecture_names_every_bad_key(pretrained) -> None:
+@pytest.mark.parametrize(
+    ("backbone_kwargs", "problem"),
+    [
+        ({"base_channels": 4}, r"(?s)shape mismatch.*encoder\.0\.conv1\.weight"),
+        ({"depth": 4}, r"(?s)missing.*encoder\.3\.conv1\.weight"),
+    ],
+)
+def test_ssl_transfer_into_another_architecture_names_every_bad_key(
+    pretrained, backbone_kwargs: dict, problem: str
+) -> None:
     run, _ = pretrained
-    wider = LesionFinetuning(
+    other = LesionFinetuning(
         init=str(_ssl_checkpoint(run)),
         backbone="tiny_unet",
-        backbone_kwargs={"base_channels": 4},
+        backbone_kwargs=backbone_kwargs,
         patch_size=PATCH,
         transfer="encoder",
     )
-    with pytest.raises(TransferError, match=r"(?s)shape mismatch.*encoder\.0\.conv1\.weight"):
-        wider.initialise_from(wider.init)
-    deeper = LesionFinetuning(
-        init=str(_ssl_checkpoint(run)),
-        backbone="tiny_unet",
-        backbone_kwargs={"depth": 4},
-        patch_size=PATCH,
-        transfer="encoder",
-    )
-    with pytest.raises(TransferError, match=r"(?s)missing.*encoder\.3\.conv1\.weight"):
-        deeper.initialise_from(deeper.init)
+    with pytest.raises(TransferError, match=problem):
+        other.initialise_from(other.init)
 
 
 def test_rotations_and_cutouts_are_what_the_pretext_tasks_undo() -> None:
