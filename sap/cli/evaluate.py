@@ -14,6 +14,12 @@ With ``--prob`` the FROC is added, predictions are binarised at ``--threshold`` 
 0.5), or at the threshold that maximises the mean patient-level F2 on a tuning fold given by
 ``--tune-on DIR`` (probability maps, references from ``--tune-ref``, default ``--ref``).
 
+Writes per_exam.csv, per_lesion.csv, false_positives.csv, summary.json, figures and one
+picture per case (cases/<case_id>.png: detected, missed and false-positive lesions). Cases
+whose prediction looks degenerate (one component over many lesions, most of the body
+predicted, a near-constant probability map) are printed as warnings and listed in
+summary.json; their detection numbers are not meaningful (docs/metrics.md).
+
 ``sap evaluate compare A/summary.json B/summary.json ...`` prints the paper-style table of
 several models with p-values against the first.
 """
@@ -149,7 +155,7 @@ def run(args: argparse.Namespace) -> int:
                 healthy_as_empty=args.healthy_as_empty,
                 progress=not args.no_progress,
             )
-        paths = result.write(args.out, plots=not args.no_plots)
+        paths = result.write(args.out, plots=not args.no_plots, progress=not args.no_progress)
     except (FileNotFoundError, ValueError) as error:
         print(f"sap evaluate: {error}", file=sys.stderr)
         return 1
@@ -157,8 +163,21 @@ def run(args: argparse.Namespace) -> int:
     if result.threshold is not None:
         tuned = " (tuned)" if result.tuning is not None else ""
         print(f"threshold: {result.threshold:.6g}{tuned}")
-    print(f"wrote {', '.join(sorted(p.name for p in paths.values()))} to {args.out}")
+    flagged = sorted(result.summary.get("degenerate", {}))
+    if flagged:
+        print(
+            f"degenerate predictions: {len(flagged)} case(s) ({', '.join(flagged[:10])}"
+            f"{', ...' if len(flagged) > 10 else ''}); see 'degenerate' in summary.json"
+        )
+    print(f"wrote {_written(paths)} to {args.out}")
     return 0
+
+
+def _written(paths: dict[str, Path]) -> str:
+    """The written files by name, the per-case pictures as one entry."""
+    names = sorted(p.name for key, p in paths.items() if not key.startswith("case:"))
+    pictures = sum(key.startswith("case:") for key in paths)
+    return ", ".join(names + ([f"cases/ ({pictures} pictures)"] if pictures else []))
 
 
 def run_compare(args: argparse.Namespace) -> int:
@@ -188,15 +207,18 @@ def run_compare(args: argparse.Namespace) -> int:
 def _warnings_printed():
     """Print the library's evaluation warnings as ``sap evaluate: warning: ...`` lines."""
     from sap.metrics.case_files import EvaluationWarning
+    from sap.metrics.degenerate import DegeneratePredictionWarning
 
+    ours = (EvaluationWarning, DegeneratePredictionWarning)
     caught: list[warnings.WarningMessage] = []
     try:
         with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", EvaluationWarning)
+            for category in ours:
+                warnings.simplefilter("always", category)
             yield
     finally:
         for warning in caught:
-            if issubclass(warning.category, EvaluationWarning):
+            if issubclass(warning.category, ours):
                 print(f"sap evaluate: warning: {warning.message}", file=sys.stderr)
             else:
                 warnings.showwarning(

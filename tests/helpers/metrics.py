@@ -55,3 +55,11 @@ def write_study(root: Path) -> Path:
         save_nifti(root / "prob" / case / "lesion_probability.nii.gz", prob)
         save_nifti(root / "tune" / f"{case}.nii.gz", prob)
     return root
+
+
+def three_lesions(shape: tuple[int, int, int] = (24, 24, 24)) -> np.ndarray:
+    """Three 2x2x2 lesions (8 voxels each) in a row along axis 0, at x = 2, 8 and 14."""
+    ref = np.zeros(shape, bool)
+    for start in (2, 8, 14):
+        ref[start : start + 2, 2:4, 2:4] = True
+    return ref
