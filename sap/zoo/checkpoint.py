@@ -15,7 +15,7 @@ Pickled files are read with ``torch.load(weights_only=True)``: tensors and plain
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -47,12 +47,15 @@ class TaskCheckpoint:
         recipe: the model recipe the task stored (``checkpoint["sap_recipe"]``).
         state_dict: the whole task's tensors (backbone under ``model.``, plus metric states).
         hyper_parameters: the task's saved arguments, as Lightning stored them.
+        transfer: what a fine-tuning task recorded about its initialisation
+            (``checkpoint["sap_transfer"]``: ``source`` and counts), empty otherwise.
     """
 
     path: Path
     recipe: ModelRecipe
     state_dict: dict[str, torch.Tensor]
     hyper_parameters: dict[str, Any]
+    transfer: dict[str, Any] = field(default_factory=dict)
 
     def backbone_state(self) -> dict[str, torch.Tensor]:
         """The backbone's tensors, keys without the ``model.`` prefix."""
@@ -91,6 +94,7 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         parsed = ModelRecipe.from_dict(dict(recipe))
     except (TypeError, ValueError) as error:
         raise CheckpointError(f"{path}: its 'sap_recipe' entry is invalid: {error}") from error
+    transfer = payload.get("sap_transfer")
     state = payload.get("state_dict")
     if not isinstance(state, Mapping):
         raise CheckpointError(f"{path} has no 'state_dict' of tensors.")
@@ -99,6 +103,7 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         recipe=parsed,
         state_dict=dict(state),
         hyper_parameters=dict(payload.get("hyper_parameters") or {}),
+        transfer=dict(transfer) if isinstance(transfer, Mapping) else {},
     )
 
 

@@ -197,13 +197,17 @@ def export_checkpoint(
     metrics: Mapping[str, float] | None = None,
     metrics_description: str = "",
     license: str = DEFAULT_LICENSE,
+    base_model: str | None = None,
     overwrite: bool = False,
 ) -> Path:
     """Export a Lightning checkpoint of a ``sap`` task (``sap zoo export CKPT OUT``).
 
     The checkpoint is read by :func:`sap.zoo.checkpoint.read_checkpoint` (``weights_only=True``,
     no module built); its stored recipe becomes the recipe of the export, and only the backbone
-    (the task's ``model``) is written.
+    (the task's ``model``) is written. A fine-tuning checkpoint records where its weights came
+    from (``checkpoint["sap_transfer"]["source"]``): that source goes into the provenance and,
+    as the Hub names it (:func:`base_model_name`), into the card's ``base_model``, unless
+    ``base_model`` is given.
     """
     from sap.zoo.checkpoint import read_checkpoint
 
@@ -211,6 +215,16 @@ def export_checkpoint(
     task_checkpoint = read_checkpoint(checkpoint)
     if isinstance(training_data, Mapping):
         training_data = TrainingData(**training_data)
+    provenance: dict[str, Any] = {
+        "source": "lightning-checkpoint",
+        "checkpoint": checkpoint.name,
+        "sha256": file_sha256(checkpoint),
+    }
+    initialised_from = task_checkpoint.transfer.get("source")
+    if initialised_from:
+        provenance["initialised_from"] = str(initialised_from)
+    if base_model is None:
+        base_model = base_model_name(str(initialised_from)) if initialised_from else ""
     config = ModelConfig(
         recipe=task_checkpoint.recipe,
         name=name,
@@ -218,14 +232,78 @@ def export_checkpoint(
         training_data=training_data or TrainingData(),
         metrics={key: float(value) for key, value in (metrics or {}).items()},
         metrics_description=metrics_description,
+        base_model=base_model,
         license=license,
-        provenance={
-            "source": "lightning-checkpoint",
-            "checkpoint": checkpoint.name,
-            "sha256": file_sha256(checkpoint),
-        },
+        provenance=provenance,
     )
     return save_pretrained(task_checkpoint.build_backbone(), out_dir, config, overwrite=overwrite)
+
+
+def base_model_name(source: str) -> str:
+    """How the Hub names the model behind a ``load_pretrained`` source ("" when it has no name).
+
+    ``hf://owner/repo@rev`` -> ``owner/repo``; a zoo name -> its Hub repository, or the zoo
+    name for a bundled model; an export folder -> the name in its ``config.json`` (mapped the
+    same way); a checkpoint or anything else -> "".
+
+    >>> base_model_name("hf://sap-org/sap-skeleton@v1")
+    'sap-org/sap-skeleton'
+    """
+    from sap.zoo.hub import HF_URI_PREFIX, parse_hf_uri
+
+    text = str(source).strip()
+    if text.startswith(HF_URI_PREFIX):
+        return parse_hf_uri(text).repo_id
+    path = Path(text).expanduser()
+    if path.is_dir() and (path / CONFIG_FILE).is_file():
+        name = read_config(path).name
+        return base_model_name(name) if name and name != text else ""
+    if path.exists():
+        return ""
+    from sap.zoo.catalogue import ModelZoo
+
+    zoo = ModelZoo.default()
+    if text in zoo:
+        entry = zoo.get(text)
+        return entry.hub_repo or entry.name
+    return ""
+
+
+def rewrite_metadata(folder: str | Path, **changes: Any) -> ModelConfig:
+    """Change the metadata of an export (``config.json`` and its card); the weights stay.
+
+    The weights are checked against the recorded sha256 first and copied byte for byte
+    (hard-linked where possible); the folder is replaced as a whole. ``changes`` are
+    :class:`ModelConfig` fields (``training_data=TrainingData(...)``, ``base_model=...``);
+    the citation and ``sap_version`` are brought up to date.
+
+    Returns:
+        The new config.
+    """
+    folder = Path(folder)
+    config = read_config(folder)
+    weights = folder / WEIGHTS_FILE
+    if config.weights is None or file_sha256(weights) != config.weights.sha256:
+        raise ExportError(
+            f"{weights} does not match the sha256 in {folder / CONFIG_FILE}; refusing to rewrite "
+            "the metadata of weights that are not the exported ones."
+        )
+    from sap._version import __version__
+    from sap.citation import CITATION
+
+    final = dataclasses.replace(config, citation=CITATION, sap_version=__version__, **changes)
+    final.validate(str(folder / CONFIG_FILE))
+
+    def write(tmp: Path) -> None:
+        try:
+            os.link(weights, tmp / WEIGHTS_FILE)
+        except OSError:
+            shutil.copy2(weights, tmp / WEIGHTS_FILE)
+        (tmp / CONFIG_FILE).write_text(final.to_json(), encoding="utf-8")
+        (tmp / CARD_FILE).write_text(render_model_card(final), encoding="utf-8")
+
+    write_folder_atomic(folder, write, overwrite=True)
+    return final
 
 
 def describe_export(folder: str | Path) -> str:
@@ -252,10 +330,12 @@ def _jsonish(value: Any) -> Any:
 
 __all__ = [
     "ExportError",
+    "base_model_name",
     "check_model_matches_recipe",
     "describe_export",
     "export_checkpoint",
     "file_sha256",
+    "rewrite_metadata",
     "save_pretrained",
     "state_dict_for_export",
     "write_folder_atomic",

@@ -50,12 +50,13 @@ def test_export_folder_holds_weights_config_and_card(tmp_path):
     assert config.weights.num_parameters == sum(p.numel() for p in model.parameters())
     assert config.recipe.backbone_kwargs == TINY_KWARGS
     card = (folder / "README.md").read_text(encoding="utf-8")
-    assert card.startswith("---\nlicense: apache-2.0\n")
+    assert card.startswith("---\n") and "\nlicense: apache-2.0\n" in card
     for needed in (
         "not a medical device",
         "Trained on synthetic data",
         "whole_skeleton_dice",
-        "arXiv:2506.19590",
+        "eprint        = {2506.19590}",
+        "journal = {Journal of Bone Oncology}",
     ):
         assert needed in card
     assert config.weights.sha256 in card
@@ -73,7 +74,7 @@ def test_export_round_trip_gives_identical_outputs(tmp_path):
 def test_config_json_round_trips_exactly(tmp_path):
     _, folder = tiny_export(tmp_path / "export")
     data = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    assert data["format"] == "sap-model" and data["format_version"] == 1
+    assert data["format"] == "sap-model" and data["format_version"] == 2
     assert ModelConfig.from_dict(data).to_dict() == data
 
 
