@@ -7,6 +7,9 @@
   (``model.safetensors`` + ``config.json`` + ``README.md`` model card).
 - :func:`push_to_hub` / :func:`pull_from_hub` — share export folders through the Hugging Face
   Hub, pinned by commit and verified by hash.
+- :class:`PretrainedModel` — ``from_pretrained`` / ``save_pretrained`` / ``push_to_hub`` as
+  methods: every loaded model has them (``model.push_to_hub("owner/repo")``,
+  ``PretrainedModel.from_pretrained("hf://owner/repo@rev")``), through the functions above.
 - :func:`read_checkpoint` / :func:`read_state_dict` — weights from files, never code.
 - :func:`import_reference_checkpoint` — convert checkpoints of the SAP reference code.
 
@@ -14,7 +17,8 @@ Modules: :mod:`~sap.zoo.metadata` (``config.json``), :mod:`~sap.zoo.model_card` 
 ``README.md``), :mod:`~sap.zoo.catalogue` (``model_zoo/*.yaml``) and
 :mod:`~sap.zoo.catalogue_readme` (``model_zoo/README.md``), :mod:`~sap.zoo.checkpoint`,
 :mod:`~sap.zoo.network`, :mod:`~sap.zoo.adapt`, :mod:`~sap.zoo.export`, :mod:`~sap.zoo.load`,
-:mod:`~sap.zoo.hub` with :mod:`~sap.zoo.hub_errors`, :mod:`~sap.zoo.reference`.
+:mod:`~sap.zoo.hub` with :mod:`~sap.zoo.hub_errors`, :mod:`~sap.zoo.hub_mixin`,
+:mod:`~sap.zoo.reference`.
 Heavy dependencies (MONAI, huggingface_hub, safetensors) are imported only inside the
 functions that use them.
 """
@@ -41,6 +45,7 @@ from sap.zoo.hub_errors import (
     HubUnreachableError,
     NotInCacheError,
 )
+from sap.zoo.hub_mixin import PretrainedModel
 from sap.zoo.load import WeightsIntegrityError, load_export, load_pretrained
 from sap.zoo.metadata import (
     ModelConfig,
@@ -64,6 +69,7 @@ __all__ = [
     "ModelConfigError",
     "ModelZoo",
     "NotInCacheError",
+    "PretrainedModel",
     "PushResult",
     "ReferenceImportError",
     "TaskCheckpoint",

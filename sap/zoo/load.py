@@ -26,6 +26,7 @@ import torch
 
 from sap.zoo.adapt import adapt_model
 from sap.zoo.hub import HF_URI_PREFIX
+from sap.zoo.hub_mixin import with_hub_methods
 from sap.zoo.metadata import CONFIG_FILE, WEIGHTS_FILE, ModelConfig, ModelConfigError, read_config
 from sap.zoo.network import build_from_recipe, load_state_strict
 
@@ -74,8 +75,10 @@ def load_pretrained(
 
     Returns:
         The network in eval mode, with ``model.recipe`` (a :class:`sap.recipe.ModelRecipe`
-        describing it as returned, adaptations included) and ``model.pretrained_cfg`` (source,
-        the loaded ``config.json`` content, and which adaptations were applied).
+        describing it as returned, adaptations included), ``model.pretrained_cfg`` (source,
+        the loaded ``config.json`` content, and which adaptations were applied) and the methods
+        ``from_pretrained`` / ``save_pretrained`` / ``push_to_hub``
+        (:class:`sap.zoo.hub_mixin.PretrainedModel`).
 
     Raises:
         UnknownModelError: a name that is neither a path nor a zoo model (lists close names).
@@ -102,7 +105,7 @@ def load_pretrained(
     )
     model.recipe = recipe
     model.pretrained_cfg = {"source": source, "config": config.to_dict(), **adapted}
-    return model.to(device).eval()
+    return with_hub_methods(model).to(device).eval()
 
 
 def load_export(
