@@ -104,6 +104,26 @@ def _spacings(spacing_mm: object, default: object, n: int) -> list[np.ndarray]:
     return [array] * n
 
 
+def _inputs(
+    preds: object,
+    target: object,
+    spacing_mm: object,
+    body_mask: object,
+    default_spacing: object,
+    what: str,
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]]:
+    """``(prediction, target, spacing, body mask or None)`` per exam of an ``update`` call."""
+    pred_list = _exams(preds, "preds")
+    target_list = _exams(target, "target")
+    if len(pred_list) != len(target_list):
+        raise ValueError(f"Got {len(pred_list)} {what} for {len(target_list)} targets.")
+    spacings = _spacings(spacing_mm, default_spacing, len(pred_list))
+    bodies = [None] * len(pred_list) if body_mask is None else _exams(body_mask, "body_mask")
+    if len(bodies) != len(pred_list):
+        raise ValueError(f"Got {len(bodies)} body masks for {len(pred_list)} {what}.")
+    return list(zip(pred_list, target_list, spacings, bodies))
+
+
 def _cat(state: object, width: int) -> torch.Tensor:
     if isinstance(state, list) and not state:
         return torch.zeros((0, width), dtype=torch.float64)
@@ -176,13 +196,9 @@ class LesionDetection(Metric):
     ) -> None:
         """Evaluate each exam of the batch and keep its rows (``body_mask``: optional, like
         ``target``; the degenerate flag then counts body voxels)."""
-        pred_list = _exams(preds, "preds")
-        target_list = _exams(target, "target")
-        if len(pred_list) != len(target_list):
-            raise ValueError(f"Got {len(pred_list)} predictions for {len(target_list)} targets.")
-        spacings = _spacings(spacing_mm, self.spacing_mm, len(pred_list))
-        bodies = [None] * len(pred_list) if body_mask is None else _exams(body_mask, "body_mask")
-        for pred, ref, spacing, body in zip(pred_list, target_list, spacings, bodies, strict=True):
+        for pred, ref, spacing, body in _inputs(
+            preds, target, spacing_mm, body_mask, self.spacing_mm, "predictions"
+        ):
             if pred.dtype.kind == "f":
                 pred = pred >= np.float64(self.threshold)
             result = evaluate_exam(pred, ref, spacing, self.settings, body_mask=body, warn=False)
@@ -314,15 +330,9 @@ class LesionFROC(Metric):
         body_mask: object = None,
     ) -> None:
         """Reduce each exam's probability map to its FROC events."""
-        prob_list = _exams(probs, "probs")
-        target_list = _exams(target, "target")
-        if len(prob_list) != len(target_list):
-            raise ValueError(
-                f"Got {len(prob_list)} probability maps for {len(target_list)} targets."
-            )
-        spacings = _spacings(spacing_mm, self.spacing_mm, len(prob_list))
-        bodies = [None] * len(prob_list) if body_mask is None else _exams(body_mask, "body_mask")
-        for prob, ref, spacing, body in zip(prob_list, target_list, spacings, bodies, strict=True):
+        for prob, ref, spacing, body in _inputs(
+            probs, target, spacing_mm, body_mask, self.spacing_mm, "probability maps"
+        ):
             exam = exam_froc(
                 prob,
                 ref,

@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import warnings
 
@@ -22,7 +21,6 @@ import numpy as np
 import pytest
 import torch
 
-from sap.cli.evaluate import add_parser
 from sap.metrics import (
     DegeneratePredictionWarning,
     LesionDetection,
@@ -31,16 +29,22 @@ from sap.metrics import (
     evaluate_folders,
 )
 from tests.helpers.faults import tree_digest
-from tests.helpers.metrics import SHAPE, save_nifti, three_lesions, two_lesions, write_study
+from tests.helpers.metrics import (
+    SHAPE,
+    run_evaluate_cli,
+    save_nifti,
+    three_lesions,
+    two_lesions,
+    write_study,
+)
 
 CASES = ("case_a", "case_b", "case_c")
 
 
-def sap_evaluate(*argv: str) -> int:
-    parser = argparse.ArgumentParser(prog="sap")
-    add_parser(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["evaluate", *argv])
-    return args.func(args)
+def sap_evaluate(study, pred: str, out, *options: str) -> int:
+    """``sap evaluate --pred STUDY/PRED --ref STUDY/ref --out OUT`` without bootstrap or plots."""
+    paths = ["--pred", str(study / pred), "--ref", str(study / "ref"), "--out", str(out)]
+    return run_evaluate_cli([*paths, "--bootstrap", "0", "--no-progress", "--no-plots", *options])
 
 
 @pytest.fixture
@@ -55,13 +59,7 @@ def study(tmp_path):
 def test_all_ones_masks_are_flagged_by_sap_evaluate(study, tmp_path, capsys):
     before = tree_digest(study)
     out = tmp_path / "out"
-    options = ["--bootstrap", "0", "--no-progress", "--no-plots"]
-    assert (
-        sap_evaluate(
-            "--pred", str(study / "ones"), "--ref", str(study / "ref"), "--out", str(out), *options
-        )
-        == 0
-    )
+    assert sap_evaluate(study, "ones", out) == 0
     printed = capsys.readouterr()
     for case in CASES:
         assert (
@@ -84,13 +82,7 @@ def test_constant_probability_maps_reach_the_maximum_froc_auc_and_are_flagged(
 ):
     before = tree_digest(study)
     out = tmp_path / "out"
-    options = ["--prob", "--bootstrap", "0", "--no-progress", "--no-plots"]
-    assert (
-        sap_evaluate(
-            "--pred", str(study / "flat"), "--ref", str(study / "ref"), "--out", str(out), *options
-        )
-        == 0
-    )
+    assert sap_evaluate(study, "flat", out, "--prob") == 0
     err = capsys.readouterr().err
     for case in CASES:
         assert (
@@ -139,13 +131,7 @@ def test_unreadable_t1_only_costs_the_body_mask(study, tmp_path, capsys):
     t1.write_bytes(t1.read_bytes()[:60])  # truncated
     before = tree_digest(study)
     out = tmp_path / "out"
-    options = ["--bootstrap", "0", "--no-progress", "--no-plots"]
-    assert (
-        sap_evaluate(
-            "--pred", str(study / "pred"), "--ref", str(study / "ref"), "--out", str(out), *options
-        )
-        == 0
-    )
+    assert sap_evaluate(study, "pred", out) == 0
     err = capsys.readouterr().err
     assert f"sap evaluate: warning: case 'case_a': {t1}" in err
     assert "uses the whole volume instead of the body" in err

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import nibabel as nib
@@ -63,3 +64,13 @@ def three_lesions(shape: tuple[int, int, int] = (24, 24, 24)) -> np.ndarray:
     for start in (2, 8, 14):
         ref[start : start + 2, 2:4, 2:4] = True
     return ref
+
+
+def run_evaluate_cli(argv: list[str]) -> int:
+    """``sap evaluate ARGV`` in this process; returns the exit status."""
+    from sap.cli.evaluate import add_parser
+
+    parser = argparse.ArgumentParser(prog="sap")
+    add_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["evaluate", *argv])
+    return args.func(args)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 
@@ -10,15 +9,9 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from sap.cli.evaluate import add_parser
-from tests.helpers.metrics import AFFINE, save_nifti, two_lesions, write_study
+from tests.helpers.metrics import AFFINE, run_evaluate_cli, save_nifti, two_lesions, write_study
 
-
-def run_cli(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="sap")
-    add_parser(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["evaluate", *argv])
-    return args.func(args)
+run_cli = run_evaluate_cli
 
 
 @pytest.fixture
