@@ -1,7 +1,7 @@
 """Pictures of one case: image, bones and lesions in radiological convention, with a legend.
 
 - :func:`plot_case` — a coronal maximum-intensity projection plus a coronal and an axial
-  slice through the largest lesion, bones coloured by region, lesions numbered like
+  slice through lesion 1, bones coloured by region, lesions numbered like
   ``lesions.csv`` of ``sap predict`` (1 = largest); with a ``reference`` the lesions are
   coloured detected / missed / false positive instead.
 - :func:`plot_detections` — the per-case picture of ``sap evaluate``: a coronal MIP of
@@ -140,7 +140,10 @@ def plot_case(
     panels: Sequence[str] = PANELS,
     title: str = "",
 ) -> Figure:
-    """A case at a glance: coronal MIP, coronal and axial slice through the largest lesion.
+    """A case at a glance: coronal MIP, coronal and axial slice through lesion 1.
+
+    Lesion 1 is the largest lesion (``lesions.csv`` numbering), or reference lesion 1 when a
+    ``reference`` is given; without lesions the slices go through the middle of the volume.
 
     Args:
         image: one channel (e.g. b1000) on the case's grid.
