@@ -1,8 +1,9 @@
 """Read a CSV manifest: one row per case, one column of file paths per channel and label map.
 
-Columns: ``case_id``, one per channel (``T1``, ``b1000``) and optional ``skeleton`` and
-``lesion``; an empty label cell means the case has no such map. Relative paths are resolved
-against the manifest's folder. ``.tsv`` files are read tab-separated.
+Columns: ``case_id`` (a plain name, since it becomes a folder name), one per channel
+(``T1``, ``b1000``) and optional ``skeleton`` and ``lesion``; an empty label cell means the
+case has no such map. Relative paths are resolved against the manifest's folder. ``.tsv``
+files are read tab-separated.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sap.data.problems import CaseProblem, CaseValidationError, missing_file_problem
+from sap.io import plain_name_problem
 from sap.labels import TASK_LABELS
 
 
@@ -81,6 +83,16 @@ def read_manifest(
                     manifest,
                     f"row {row_number} has an empty case_id",
                     "give every row a unique id",
+                )
+            )
+        elif (problem := plain_name_problem(case_id)) is not None:
+            problems.append(
+                CaseProblem(
+                    None,
+                    manifest,
+                    f"row {row_number}: case_id is not a plain name: {problem}",
+                    "a case id becomes a folder name: use letters, digits, '-', '_' and '.', "
+                    "with no path separators",
                 )
             )
         elif case_id in first_row:
