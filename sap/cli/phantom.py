@@ -23,7 +23,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
             "'sap fit' and the data modules read. Same seed, same cohort."
         ),
     )
-    parser.add_argument("out", type=Path, help="cohort folder to create (must be new or empty)")
+    parser.add_argument(
+        "out", type=Path, help="cohort folder to create (new or empty; see --overwrite)"
+    )
     parser.add_argument(
         "--healthy", type=int, default=4, metavar="N", help="healthy cases (default: 4)"
     )
@@ -62,7 +64,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--png", action="store_true", help="also write a coronal preview.png per case"
     )
     parser.add_argument(
-        "--overwrite", action="store_true", help="write into an existing non-empty folder"
+        "--overwrite",
+        action="store_true",
+        help="replace an earlier cohort written by 'sap phantom' (nothing else is replaced)",
     )
     parser.add_argument("--quiet", action="store_true", help="print only the final line")
     parser.set_defaults(func=run)
