@@ -17,6 +17,7 @@ are in :mod:`sap.metrics.case_files`, the metrics in ``docs/metrics.md``.
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sap.io import replace_folder
 from sap.labels import DEFAULT_LESION_FILE
 from sap.metrics.case_files import CaseFiles, CaseMatch, EvaluationWarning, load_case, match_cases
 from sap.metrics.comparison import compare_summaries
@@ -37,6 +39,8 @@ from sap.volume import spacing_from_affine
 
 #: Binarisation threshold of probability maps when none is given or tuned.
 DEFAULT_THRESHOLD = 0.5
+#: The command named in the marker of an evaluation's output folder.
+COMMAND = "sap evaluate"
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,8 @@ class FolderEvaluation:
         pred_dir: the prediction folder (its name labels the model in tables).
         threshold: binarisation threshold of probability maps (None for binary masks).
         tuning: the threshold tuning, when the threshold was tuned on a fold.
+        input_dirs: every folder read (predictions, references, tuning fold); the output
+            folder must lie outside them.
     """
 
     evaluation: Evaluation
@@ -58,6 +64,7 @@ class FolderEvaluation:
     pred_dir: Path
     threshold: float | None = None
     tuning: ThresholdTuning | None = None
+    input_dirs: tuple[Path, ...] = ()
 
     def exam_table(self) -> list[dict[str, object]]:
         """One row per exam (see :meth:`Evaluation.exam_table`)."""
@@ -71,12 +78,23 @@ class FolderEvaluation:
         """The headline table (Markdown), medians [95 % CI]; ``name`` heads the column."""
         return compare_summaries([self.summary], [name or self.pred_dir.name or "model"])[1]
 
-    def write(self, out_dir: str | Path, *, plots: bool = True) -> dict[str, Path]:
-        """Write the tables, ``summary.json``, figures and tuning curve; returns the files."""
-        paths = write_report(self.evaluation, out_dir, summary=self.summary, plots=plots)
-        if self.tuning is not None:
-            paths["threshold_tuning"] = write_tuning_curve(self.tuning, out_dir)
-        return paths
+    def write(
+        self, out_dir: str | Path, *, plots: bool = True, overwrite: bool = False
+    ) -> dict[str, Path]:
+        """Write the tables, ``summary.json``, figures and tuning curve; returns the files.
+
+        ``out_dir`` is written whole (:func:`sap.io.replace_folder`): it must lie outside the
+        input folders and be new, empty, or (with ``overwrite``) an earlier evaluation.
+        """
+        out = Path(out_dir)
+
+        def write(folder: Path) -> dict[str, Path]:
+            paths = write_report(self.evaluation, folder, summary=self.summary, plots=plots)
+            if self.tuning is not None:
+                paths["threshold_tuning"] = write_tuning_curve(self.tuning, folder)
+            return {key: out / path.relative_to(folder) for key, path in paths.items()}
+
+        return replace_folder(out, COMMAND, write, overwrite=overwrite, inputs=self.input_dirs)
 
 
 def evaluate_folders(
@@ -118,6 +136,7 @@ def evaluate_folders(
             message names the case.
     """
     settings = settings or DetectionSettings()
+    check_options(threshold, min_prob, bootstrap)
     if not prob and (threshold is not None or tune_dir is not None):
         raise ValueError("threshold and tune_dir apply to probability maps: pass prob=True.")
     if threshold is not None and tune_dir is not None:
@@ -154,7 +173,35 @@ def evaluate_folders(
             for key, value in tuning.to_dict().items()
             if key not in ("thresholds", "scores")
         } | {"tune_dir": str(tune_dir)}
-    return FolderEvaluation(evaluation, summary, cases, Path(pred_dir), threshold, tuning)
+    inputs = tuple(Path(p) for p in (pred_dir, ref_dir, tune_dir, tune_ref_dir) if p is not None)
+    return FolderEvaluation(evaluation, summary, cases, Path(pred_dir), threshold, tuning, inputs)
+
+
+def check_options(
+    threshold: float | None, min_prob: float, bootstrap: BootstrapSettings | None
+) -> None:
+    """Refuse numbers that cannot be meant, before any file is read.
+
+    Raises:
+        ValueError: naming the setting, its allowed range and the value given.
+    """
+    problems = []
+    if threshold is not None and not (math.isfinite(threshold) and 0.0 < threshold <= 1.0):
+        problems.append(f"threshold must be a probability in (0, 1], got {threshold!r}")
+    if not (math.isfinite(min_prob) and 0.0 < min_prob < 1.0):
+        problems.append(f"min_prob must be a probability in (0, 1), got {min_prob!r}")
+    if bootstrap is not None:
+        if int(bootstrap.n_resamples) != bootstrap.n_resamples or bootstrap.n_resamples < 0:
+            problems.append(
+                f"bootstrap resamples must be a whole number >= 0 (0: no confidence "
+                f"intervals), got {bootstrap.n_resamples!r}"
+            )
+        if not 0.0 < bootstrap.confidence_level < 1.0:
+            problems.append(
+                f"confidence level must be in (0, 1), got {bootstrap.confidence_level!r}"
+            )
+    if problems:
+        raise ValueError("; ".join(problems) + ".")
 
 
 def tune_threshold_on_folder(
@@ -250,7 +297,9 @@ def _progress(items: Sequence[CaseFiles], description: str, show: bool):
 
 
 __all__ = [
+    "COMMAND",
     "DEFAULT_THRESHOLD",
+    "check_options",
     "FolderEvaluation",
     "compare_folders",
     "evaluate_folders",
