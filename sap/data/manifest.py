@@ -3,7 +3,8 @@
 Columns: ``case_id`` (a plain name, since it becomes a folder name), one per channel
 (``T1``, ``b1000``) and optional ``skeleton`` and ``lesion``; an empty label cell means the
 case has no such map. Relative paths are resolved against the manifest's folder. ``.tsv``
-files are read tab-separated.
+files are read tab-separated; a ``.csv`` whose header holds ``;`` and no ``,`` (as spreadsheets
+in many locales save it) is read ``;``-separated. A UTF-8 byte-order mark is ignored.
 """
 
 from __future__ import annotations
@@ -115,6 +116,10 @@ def _read_table(manifest: Path) -> tuple[list[str], list[dict[str, str]]]:
     delimiter = "\t" if manifest.suffix.lower() == ".tsv" else ","
     try:
         with manifest.open(newline="", encoding="utf-8-sig") as handle:
+            header = handle.readline()
+            if delimiter == "," and ";" in header and "," not in header:
+                delimiter = ";"  # a spreadsheet saved "CSV" with the locale's separator
+            handle.seek(0)
             reader = csv.DictReader(handle, delimiter=delimiter)
             columns = [c.strip() for c in reader.fieldnames or []]
             rows = [

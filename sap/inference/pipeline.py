@@ -280,7 +280,7 @@ def _settings(
 ) -> dict[str, Any]:
     """What the outputs depend on: a rerun resumes only an output made with the same."""
     return {
-        **{key: str(value) for key, value in (metadata or {}).items()},
+        **{k: None if v is None else str(v) for k, v in (metadata or {}).items()},
         "lesion_recipe": lesion.recipe.to_dict(),
         "skeleton_recipe": None if skeleton is None else skeleton.recipe.to_dict(),
         "threshold": lesion.threshold,

@@ -91,6 +91,22 @@ def _make_folder(path: Path) -> Path:
     return path
 
 
+def _apply_umask(folder: Path) -> None:
+    """Give everything in ``folder`` the permissions a plain ``open``/``mkdir`` would.
+
+    Some writers create private files (safetensors: 0600); a shared lab folder must be able to
+    read what ``sap`` wrote, like what any other tool writes.
+    """
+    mask = current_umask()
+    for root, folders, files in os.walk(folder):
+        for name in folders:
+            os.chmod(os.path.join(root, name), 0o777 & ~mask)
+        for name in files:
+            path = os.path.join(root, name)
+            if not os.path.islink(path):
+                os.chmod(path, 0o666 & ~mask)
+
+
 def _stage(parent: Path, name: str) -> Path:
     return _make_folder(Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{name}-", dir=parent)))
 
@@ -159,6 +175,7 @@ def replace_folder(
             files = sorted(p.name for p in staged.iterdir())
             text = _marker_text(command, complete=True, settings=dict(settings or {}), files=files)
             write_text_atomic(staged / MARKER_FILE, text)
+            _apply_umask(staged)
             _swap_in(staged, path)
         finally:
             shutil.rmtree(staged, ignore_errors=True)
@@ -289,6 +306,7 @@ class OutputFolder:
         staged = _stage(self.path, name)
         try:
             result = writer(staged)
+            _apply_umask(staged)
             _swap_in(staged, final)
         finally:
             shutil.rmtree(staged, ignore_errors=True)

@@ -15,13 +15,14 @@ Files are read through :mod:`sap.volume` (one checked reader); every error names
 from __future__ import annotations
 
 import math
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from sap.labels import DEFAULT_LESION_FILE, LESION_PROBABILITY_FILE
+from sap.labels import DEFAULT_CHANNEL_FILES, DEFAULT_LESION_FILE, LESION_PROBABILITY_FILE
 from sap.volume import VolumeFile, VolumeReadError, grid_offset_mm, open_volume
 
 #: Name of a binary prediction inside a case folder.
@@ -30,6 +31,8 @@ PREDICTION_FILE = DEFAULT_LESION_FILE
 PROBABILITY_FILE = LESION_PROBABILITY_FILE
 #: Endings of a prediction file named after its case.
 NIFTI_SUFFIXES: tuple[str, ...] = (".nii.gz", ".nii")
+#: Input scans of a case folder; a prediction beside them suggests a reference cohort.
+INPUT_SCAN_FILES: tuple[str, ...] = tuple(DEFAULT_CHANNEL_FILES.values())
 #: Prediction and reference are one grid when their voxel centres are this close (in voxels).
 GRID_TOLERANCE_VOXELS = 0.1
 
@@ -120,7 +123,35 @@ def match_cases(
             stacklevel=2,
         )
     cases = tuple(CaseFiles(c, predictions[c], references[c]) for c in sorted(references))
+    _check_predictions_are_not_references(cases, pred_dir)
     return CaseMatch(cases, tuple(skipped))
+
+
+def _check_predictions_are_not_references(cases: tuple[CaseFiles, ...], pred_dir: Path) -> None:
+    """Refuse a reference scored against itself; warn when predictions sit beside scans."""
+    same = [
+        c for c in cases if c.reference is not None and os.path.samefile(c.prediction, c.reference)
+    ]
+    if same:
+        raise ValueError(
+            f"The prediction of {len(same)} case(s) is the reference file itself (e.g. "
+            f"{same[0].prediction}): every score would be perfect. --pred must be the folder of "
+            "predictions (the OUT of sap predict), not the reference cohort."
+        )
+    beside_scans = sorted(
+        c.case_id
+        for c in cases
+        if any((c.prediction.parent / name).exists() for name in INPUT_SCAN_FILES)
+        and c.prediction.parent != pred_dir
+    )
+    if beside_scans:
+        warnings.warn(
+            f"{len(beside_scans)} prediction(s) lie next to input scans ({_some(beside_scans)}; "
+            f"e.g. {pred_dir / beside_scans[0]}): is {pred_dir} a cohort of references rather "
+            "than predictions?",
+            EvaluationWarning,
+            stacklevel=3,
+        )
 
 
 def load_case(

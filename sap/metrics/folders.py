@@ -196,6 +196,12 @@ def check_options(
                 f"bootstrap resamples must be a whole number >= 0 (0: no confidence "
                 f"intervals), got {bootstrap.n_resamples!r}"
             )
+        if (
+            isinstance(bootstrap.seed, bool)
+            or not isinstance(bootstrap.seed, int)
+            or bootstrap.seed < 0
+        ):
+            problems.append(f"bootstrap seed must be a whole number >= 0, got {bootstrap.seed!r}")
         if not 0.0 < bootstrap.confidence_level < 1.0:
             problems.append(
                 f"confidence level must be in (0, 1), got {bootstrap.confidence_level!r}"
