@@ -63,7 +63,7 @@ def resolve_inputs(
         return [CaseSource(c.case_id, c) for c in discover_cases(path, layout)]
 
     def is_case_folder(folder: Path) -> bool:
-        return all((folder / layout.channel_file(c)).is_file() for c in channels)
+        return all((folder / layout.channel_file(c)).exists() for c in channels)
 
     subfolders = sorted(
         p for p in path.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))

@@ -130,14 +130,17 @@ def predict_case(
 
     Files in ``case_dir`` are replaced; :func:`predict_cases` gives each case a fresh folder.
     Warnings about the input (an implausible voxel spacing) go into the report's metadata
-    under ``"input_warnings"`` as well as to :mod:`warnings`.
+    under ``"input_warnings"``, which :func:`predict_cases` logs.
     """
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ImplausibleSpacingWarning)
         prepared = lesion.prepare(case.source)
-    for warning in caught:
-        warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
     notes = [str(w.message) for w in caught if issubclass(w.category, ImplausibleSpacingWarning)]
+    for warning in caught:  # the input warnings travel in the report (and the log) instead
+        if not issubclass(warning.category, ImplausibleSpacingWarning):
+            warnings.warn_explicit(
+                warning.message, warning.category, warning.filename, warning.lineno
+            )
     written: list[Path] = []
     skeleton_prediction = None
     if skeleton is not None:
@@ -264,7 +267,7 @@ def _predict_into(
     result.reports.append(report)
     result.written += [final / path.name for path in written]
     for note in report.metadata.get("input_warnings", []):
-        log(f"case '{case.case_id}': warning: {note}")
+        log(f"warning: {note}")
     log(
         f"case '{case.case_id}': {report.lesion_count} lesion(s), "
         f"{report.total_volume_ml:.2f} mL, {report.count_at_least_1ml} >= 1 mL"

@@ -101,6 +101,8 @@ def generate_cohort(
         raise ValueError(
             f"a cohort needs at least one case: got healthy={healthy}, metastatic={metastatic}"
         )
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+        raise ValueError(f"seed must be a whole number >= 0, got {seed!r}")
     shape_t, spacing_t, factors = check_grid_args(shape, spacing_mm, dwi_downsample)
     planned = [(kind, k) for kind, n in zip(KINDS, (healthy, metastatic)) for k in range(n)]
     case_ids = [f"{kind}_{k:03d}" for kind, k in planned]
