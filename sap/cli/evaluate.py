@@ -132,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
     if args.threshold is not None and not args.prob:
         print("sap evaluate: --threshold applies to probability maps: add --prob.", file=sys.stderr)
         return 2
-    from sap.io import check_output_folder, check_outside_inputs
+    from sap.io import check_output_folder, check_outside_inputs, stop_status
     from sap.metrics.detection import DetectionSettings
     from sap.metrics.folders import COMMAND, check_options, evaluate_folders
     from sap.metrics.summary import BootstrapSettings
@@ -176,6 +176,10 @@ def run(args: argparse.Namespace) -> int:
     except OSError as error:  # the output folder (changed meanwhile), a full disk
         print(f"sap evaluate: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM turned into sap.io.Terminated
+        name, status = stop_status(stop)
+        print(f"sap evaluate: stopped ({name}); {args.out} was left as it was.", file=sys.stderr)
+        return status
     print(result.table(), end="")
     if result.threshold is not None:
         tuned = " (tuned)" if result.tuning is not None else ""

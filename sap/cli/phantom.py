@@ -74,6 +74,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Generate the cohort; 0 on success, 2 on a usage problem (message on stderr)."""
+    from sap.io import stop_status
     from sap.phantom import generate_cohort
 
     factors = args.dwi_downsample
@@ -95,9 +96,13 @@ def run(args: argparse.Namespace) -> int:
             overwrite=args.overwrite,
             progress=None if args.quiet else (lambda line: print(f"[sap phantom] {line}")),
         )
-    except (FileExistsError, NotADirectoryError, ValueError) as error:
+    except (OSError, ValueError) as error:  # the output folder, a full disk, bad settings
         print(f"sap phantom: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM turned into sap.io.Terminated
+        name, status = stop_status(stop)
+        print(f"sap phantom: stopped ({name}); {args.out} was left as it was.", file=sys.stderr)
+        return status
     print(
         f"[sap phantom] wrote {len(folders)} cases to {args.out} "
         f"({time.perf_counter() - start:.1f} s); details in {args.out / 'cohort.json'}"

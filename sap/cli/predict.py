@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 from pathlib import Path
 
@@ -112,6 +111,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from sap.inference.pipeline import predict_from_files
+    from sap.io import stop_status
 
     try:
         result = predict_from_files(
@@ -138,14 +138,14 @@ def run(args: argparse.Namespace) -> int:
         # output folders (OSError), Hub problems (RuntimeError), too little memory (MemoryError).
         print(f"sap predict: {error}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt as stop:
-        signum = getattr(stop, "signum", signal.SIGINT)
+    except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM turned into sap.io.Terminated
+        name, status = stop_status(stop)
         print(
-            f"sap predict: stopped ({signal.Signals(signum).name}). Finished cases are kept in "
-            f"{args.out} and unfinished ones removed; run the same command again to resume.",
+            f"sap predict: stopped ({name}). Finished cases are kept in {args.out} and "
+            "unfinished ones removed; run the same command again to resume.",
             file=sys.stderr,
         )
-        return 128 + int(signum)
+        return status
     skipped = f", {len(result.skipped)} finished earlier" if result.skipped else ""
     print(
         f"sap predict: {len(result.reports)} case(s) written to {args.out}{skipped}"

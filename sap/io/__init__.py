@@ -42,7 +42,7 @@ from sap.io.names import (
     path_inside,
     plain_name_problem,
 )
-from sap.io.signals import Terminated, cleanup_on_signals
+from sap.io.signals import Terminated, cleanup_on_signals, stop_status
 
 __all__ = [
     "MARKER_FILE",
@@ -62,6 +62,7 @@ __all__ = [
     "read_marker",
     "replace_folder",
     "save_nifti_atomic",
+    "stop_status",
     "write_bytes_atomic",
     "write_text_atomic",
 ]

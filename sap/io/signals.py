@@ -43,4 +43,14 @@ def cleanup_on_signals() -> Iterator[None]:
             signal.signal(number, old)
 
 
-__all__ = ["Terminated", "cleanup_on_signals"]
+def stop_status(stop: KeyboardInterrupt) -> tuple[str, int]:
+    """``(signal name, exit status)`` of a run stopped by Ctrl-C or :class:`Terminated`.
+
+    >>> stop_status(KeyboardInterrupt())
+    ('SIGINT', 130)
+    """
+    signum = getattr(stop, "signum", signal.SIGINT)
+    return signal.Signals(signum).name, 128 + int(signum)
+
+
+__all__ = ["Terminated", "cleanup_on_signals", "stop_status"]
