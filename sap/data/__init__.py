@@ -35,6 +35,7 @@ _EXPORTS: dict[str, str] = {
     "CaseProblem": "problems",
     "CaseValidationError": "problems",
     # validation
+    "ImplausibleSpacingWarning": "validation",
     "validate_cases": "validation",
     # transforms
     "PadToMinimumShape": "transforms",

@@ -266,17 +266,6 @@ def build_lesion_report(
     return LesionReport(case_id, unit_ml, lesions, dict(metadata or {}))
 
 
-def write_cohort_summary(reports: Sequence[LesionReport], path: str | Path) -> Path:
-    """One CSV row of totals per case (count, total volume, count >= 1 mL)."""
-    buffer = io.StringIO()
-    columns = ("case_id", "lesion_count", "total_volume_ml", "count_at_least_1ml")
-    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    for report in reports:
-        writer.writerow(report.totals())
-    return write_text_atomic(path, buffer.getvalue())
-
-
 def render_overview(
     path: str | Path,
     b1000: np.ndarray,
@@ -319,5 +308,4 @@ __all__ = [
     "LesionReport",
     "build_lesion_report",
     "render_overview",
-    "write_cohort_summary",
 ]

@@ -17,6 +17,7 @@ body mask for the degenerate-prediction flags and the background of the case pic
 from __future__ import annotations
 
 import math
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,8 @@ PREDICTION_FILE = DEFAULT_LESION_FILE
 PROBABILITY_FILE = LESION_PROBABILITY_FILE
 #: Endings of a prediction file named after its case.
 NIFTI_SUFFIXES: tuple[str, ...] = (".nii.gz", ".nii")
+#: Input scans of a case folder; a prediction beside them suggests a reference cohort.
+INPUT_SCAN_FILES: tuple[str, ...] = tuple(DEFAULT_CHANNEL_FILES.values())
 #: Prediction and reference are one grid when their voxel centres are this close (in voxels).
 GRID_TOLERANCE_VOXELS = 0.1
 #: Image of a reference case folder that gives the body mask and the pictures' background.
@@ -130,7 +133,35 @@ def match_cases(
     cases = tuple(
         CaseFiles(c, predictions[c], references[c], ref_dir / c) for c in sorted(references)
     )
+    _check_predictions_are_not_references(cases, pred_dir)
     return CaseMatch(cases, tuple(skipped))
+
+
+def _check_predictions_are_not_references(cases: tuple[CaseFiles, ...], pred_dir: Path) -> None:
+    """Refuse a reference scored against itself; warn when predictions sit beside scans."""
+    same = [
+        c for c in cases if c.reference is not None and os.path.samefile(c.prediction, c.reference)
+    ]
+    if same:
+        raise ValueError(
+            f"The prediction of {len(same)} case(s) is the reference file itself (e.g. "
+            f"{same[0].prediction}): every score would be perfect. --pred must be the folder of "
+            "predictions (the OUT of sap predict), not the reference cohort."
+        )
+    beside_scans = sorted(
+        c.case_id
+        for c in cases
+        if any((c.prediction.parent / name).exists() for name in INPUT_SCAN_FILES)
+        and c.prediction.parent != pred_dir
+    )
+    if beside_scans:
+        warnings.warn(
+            f"{len(beside_scans)} prediction(s) lie next to input scans ({_some(beside_scans)}; "
+            f"e.g. {pred_dir / beside_scans[0]}): is {pred_dir} a cohort of references rather "
+            "than predictions?",
+            EvaluationWarning,
+            stacklevel=3,
+        )
 
 
 def load_case(

@@ -20,6 +20,7 @@ and pictures); the folder layouts are in :mod:`sap.metrics.case_files`, the metr
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from sap.io import replace_folder
 from sap.labels import DEFAULT_LESION_FILE
 from sap.metrics.case_files import (
     BODY_IMAGE_FILE,
@@ -55,6 +57,8 @@ if TYPE_CHECKING:
 DEFAULT_THRESHOLD = 0.5
 #: Folder (inside the output folder) of the per-case pictures of detected / missed / FP lesions.
 CASE_PICTURES_DIR = "cases"
+#: The command named in the marker of an evaluation's output folder.
+COMMAND = "sap evaluate"
 
 
 @dataclass(frozen=True)
@@ -70,6 +74,8 @@ class FolderEvaluation:
         tuning: the threshold tuning, when the threshold was tuned on a fold.
         body_image: file of the reference case folders that gave body masks and picture
             backgrounds (None: not used).
+        input_dirs: every folder read (predictions, references, tuning fold); the output
+            folder must lie outside them.
     """
 
     evaluation: Evaluation
@@ -79,6 +85,7 @@ class FolderEvaluation:
     threshold: float | None = None
     tuning: ThresholdTuning | None = None
     body_image: str | None = BODY_IMAGE_FILE
+    input_dirs: tuple[Path, ...] = ()
 
     def exam_table(self) -> list[dict[str, object]]:
         """One row per exam (see :meth:`Evaluation.exam_table`)."""
@@ -109,25 +116,39 @@ class FolderEvaluation:
         return compare_summaries([self.summary], [name or self.pred_dir.name or "model"])[1]
 
     def write(
-        self, out_dir: str | Path, *, plots: bool = True, progress: bool = False
+        self,
+        out_dir: str | Path,
+        *,
+        plots: bool = True,
+        overwrite: bool = False,
+        progress: bool = False,
     ) -> dict[str, Path]:
-        """Write the tables, ``summary.json``, figures, per-case pictures (``cases/<id>.png``,
-        read back from the folders) and tuning curve; returns the files."""
-        paths = write_report(self.evaluation, out_dir, summary=self.summary, plots=plots)
-        if plots:
-            paths.update(
-                write_case_pictures(
-                    self.cases.cases,
-                    Path(out_dir) / CASE_PICTURES_DIR,
-                    threshold=self.threshold,
-                    connectivity=self.evaluation.settings.connectivity,
-                    body_image=self.body_image,
-                    progress=progress,
+        """Write the tables, ``summary.json``, figures, per-case pictures (``cases/<id>.png``)
+        and the tuning curve; returns the files.
+
+        ``out_dir`` is written whole (:func:`sap.io.replace_folder`): it must lie outside the
+        input folders and be new, empty, or (with ``overwrite``) an earlier evaluation.
+        """
+        out = Path(out_dir)
+
+        def write(folder: Path) -> dict[str, Path]:
+            paths = write_report(self.evaluation, folder, summary=self.summary, plots=plots)
+            if plots:
+                paths.update(
+                    write_case_pictures(
+                        self.cases.cases,
+                        folder / CASE_PICTURES_DIR,
+                        threshold=self.threshold,
+                        connectivity=self.evaluation.settings.connectivity,
+                        body_image=self.body_image,
+                        progress=progress,
+                    )
                 )
-            )
-        if self.tuning is not None:
-            paths["threshold_tuning"] = write_tuning_curve(self.tuning, out_dir)
-        return paths
+            if self.tuning is not None:
+                paths["threshold_tuning"] = write_tuning_curve(self.tuning, folder)
+            return {key: out / path.relative_to(folder) for key, path in paths.items()}
+
+        return replace_folder(out, COMMAND, write, overwrite=overwrite, inputs=self.input_dirs)
 
 
 def evaluate_folders(
@@ -178,6 +199,7 @@ def evaluate_folders(
             message names the case.
     """
     settings = settings or DetectionSettings()
+    check_options(threshold, min_prob, bootstrap)
     if not prob and (threshold is not None or tune_dir is not None):
         raise ValueError("threshold and tune_dir apply to probability maps: pass prob=True.")
     if threshold is not None and tune_dir is not None:
@@ -214,9 +236,43 @@ def evaluate_folders(
             for key, value in tuning.to_dict().items()
             if key not in ("thresholds", "scores")
         } | {"tune_dir": str(tune_dir)}
+    inputs = tuple(Path(p) for p in (pred_dir, ref_dir, tune_dir, tune_ref_dir) if p is not None)
     return FolderEvaluation(
-        evaluation, summary, cases, Path(pred_dir), threshold, tuning, body_image
+        evaluation, summary, cases, Path(pred_dir), threshold, tuning, body_image, inputs
     )
+
+
+def check_options(
+    threshold: float | None, min_prob: float, bootstrap: BootstrapSettings | None
+) -> None:
+    """Refuse numbers that cannot be meant, before any file is read.
+
+    Raises:
+        ValueError: naming the setting, its allowed range and the value given.
+    """
+    problems = []
+    if threshold is not None and not (math.isfinite(threshold) and 0.0 < threshold <= 1.0):
+        problems.append(f"threshold must be a probability in (0, 1], got {threshold!r}")
+    if not (math.isfinite(min_prob) and 0.0 < min_prob < 1.0):
+        problems.append(f"min_prob must be a probability in (0, 1), got {min_prob!r}")
+    if bootstrap is not None:
+        if int(bootstrap.n_resamples) != bootstrap.n_resamples or bootstrap.n_resamples < 0:
+            problems.append(
+                f"bootstrap resamples must be a whole number >= 0 (0: no confidence "
+                f"intervals), got {bootstrap.n_resamples!r}"
+            )
+        if (
+            isinstance(bootstrap.seed, bool)
+            or not isinstance(bootstrap.seed, int)
+            or bootstrap.seed < 0
+        ):
+            problems.append(f"bootstrap seed must be a whole number >= 0, got {bootstrap.seed!r}")
+        if not 0.0 < bootstrap.confidence_level < 1.0:
+            problems.append(
+                f"confidence level must be in (0, 1), got {bootstrap.confidence_level!r}"
+            )
+    if problems:
+        raise ValueError("; ".join(problems) + ".")
 
 
 def tune_threshold_on_folder(
@@ -327,7 +383,9 @@ def _progress(items: Sequence[CaseFiles], description: str, show: bool):
 
 __all__ = [
     "CASE_PICTURES_DIR",
+    "COMMAND",
     "DEFAULT_THRESHOLD",
+    "check_options",
     "FolderEvaluation",
     "compare_folders",
     "evaluate_folders",

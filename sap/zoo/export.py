@@ -5,24 +5,24 @@ from it (a pickled checkpoint can); ``config.json`` carries the recipe, so the f
 rebuilds the model; ``README.md`` is the model card, generated from the config, so it cannot
 drift from the weights. The same folder is what :func:`sap.zoo.push_to_hub` uploads.
 
-The folder is written whole or not at all: everything goes into a temporary sibling folder
-that is renamed into place at the end, so an interrupted export never leaves a folder that
-looks complete but is not.
+The folder is written whole or not at all (:func:`sap.io.replace_folder`): everything goes
+into a hidden sibling folder that is renamed into place at the end, so an interrupted export
+never leaves a folder that looks complete but is not. The folder carries ``.sap-output.json``
+(never uploaded) so that ``overwrite`` replaces an earlier export and nothing else. Files and
+folders get the user's umask, like any other tool's.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-import os
-import shutil
-import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
+from sap.io import replace_folder
 from sap.recipe import ModelRecipe
 from sap.zoo.metadata import (
     CARD_FILE,
@@ -40,6 +40,10 @@ if TYPE_CHECKING:
     from sap.backbones import SegmentationBackbone
 
 
+#: The command named in an export folder's marker (also for ``import-reference`` and Python).
+EXPORT_COMMAND = "sap zoo export"
+
+
 class ExportError(ValueError):
     """The model and its recipe disagree, or the destination cannot be written."""
 
@@ -51,45 +55,6 @@ def file_sha256(path: str | Path, chunk_bytes: int = 1 << 20) -> str:
         while chunk := handle.read(chunk_bytes):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def write_folder_atomic(
-    out_dir: str | Path, writer: Callable[[Path], None], overwrite: bool = False
-) -> Path:
-    """Create folder ``out_dir`` with ``writer(tmp_dir)``, atomically.
-
-    ``writer`` fills a temporary folder next to ``out_dir`` (same file system), which is then
-    renamed to ``out_dir``. When ``overwrite`` is set, an existing folder is first moved aside
-    and deleted only after the new one is in place. On any error the temporary folder is
-    removed and ``out_dir`` is left as it was.
-
-    Raises:
-        FileExistsError: ``out_dir`` exists and ``overwrite`` is False.
-    """
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not overwrite:
-        raise FileExistsError(
-            f"{out_dir} already exists. Choose another folder, delete it, or pass overwrite=True "
-            "(--overwrite on the command line)."
-        )
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
-    old_dir: Path | None = None
-    try:
-        writer(tmp_dir)
-        if out_dir.exists():
-            old_dir = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
-            os.replace(out_dir, old_dir / "previous")
-        os.replace(tmp_dir, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
-        if old_dir is not None and (old_dir / "previous").exists() and not out_dir.exists():
-            os.replace(old_dir / "previous", out_dir)  # put the user's folder back
-        raise
-    finally:
-        if old_dir is not None:
-            shutil.rmtree(old_dir, ignore_errors=True)
-    return out_dir
 
 
 def state_dict_for_export(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -142,10 +107,11 @@ def save_pretrained(
 
     Args:
         model: the network (a :class:`sap.backbones.SegmentationBackbone`).
-        out_dir: destination folder; must not exist unless ``overwrite``.
+        out_dir: destination folder: new or empty, or an earlier export with ``overwrite``.
         config: recipe and metadata. Its ``weights`` field is filled in here (sha256, size,
             parameter count); the caller's object is not modified.
-        overwrite: replace an existing folder (atomically).
+        overwrite: replace an earlier export folder (atomically; only a folder this package
+            exported, holding nothing else).
         load_id: identifier shown in the card's "How to load" example.
 
     Returns:
@@ -153,7 +119,8 @@ def save_pretrained(
 
     Raises:
         ExportError: the recipe does not describe ``model``.
-        FileExistsError: ``out_dir`` exists and ``overwrite`` is False.
+        sap.io.OutputFolderError: ``out_dir`` is not empty and is not an earlier export, or it
+            is one and ``overwrite`` is False.
     """
     check_model_matches_recipe(model, config.recipe)
     tensors = state_dict_for_export(model)
@@ -184,7 +151,8 @@ def save_pretrained(
         (folder / CONFIG_FILE).write_text(final.to_json(), encoding="utf-8")
         (folder / CARD_FILE).write_text(render_model_card(final, load_id=load_id), encoding="utf-8")
 
-    return write_folder_atomic(out_dir, write, overwrite=overwrite)
+    replace_folder(out_dir, EXPORT_COMMAND, write, overwrite=overwrite)
+    return Path(out_dir)
 
 
 def export_checkpoint(
@@ -329,6 +297,7 @@ def _jsonish(value: Any) -> Any:
 
 
 __all__ = [
+    "EXPORT_COMMAND",
     "ExportError",
     "base_model_name",
     "check_model_matches_recipe",
@@ -338,5 +307,4 @@ __all__ = [
     "rewrite_metadata",
     "save_pretrained",
     "state_dict_for_export",
-    "write_folder_atomic",
 ]
