@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
+import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -270,7 +272,7 @@ def rewrite_metadata(folder: str | Path, **changes: Any) -> ModelConfig:
         (tmp / CONFIG_FILE).write_text(final.to_json(), encoding="utf-8")
         (tmp / CARD_FILE).write_text(render_model_card(final), encoding="utf-8")
 
-    write_folder_atomic(folder, write, overwrite=True)
+    replace_folder(folder, EXPORT_COMMAND, write, overwrite=True)
     return final
 
 
