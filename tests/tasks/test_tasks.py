@@ -11,6 +11,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from sap.backbones import build_backbone
+from sap.errors import ConfigError
 from sap.labels import LESION_LABELS, SKELETON_LABELS
 from sap.tasks import (
     AnatomicalPretraining,
@@ -19,7 +20,7 @@ from sap.tasks import (
     load_task_checkpoint,
     transfer_encoder_decoder,
 )
-from sap.tasks.base import warmup_cosine_factor
+from sap.tasks.schedule import warmup_cosine_factor
 from sap.zoo import read_state_dict
 
 PATCH = (16, 16, 16)
@@ -145,7 +146,7 @@ def test_sap_init_loads_encoder_and_decoder_bit_for_bit_and_a_fresh_head(tmp_pat
         for k, v in lesion.model.state_dict().items()
         if lesion.model.group_of(k) == "head"
     }
-    report = lesion.initialise_from(ckpt)
+    report = lesion.initialise()
 
     source = skeleton.model.state_dict()
     target = lesion.model.state_dict()
@@ -156,21 +157,26 @@ def test_sap_init_loads_encoder_and_decoder_bit_for_bit_and_a_fresh_head(tmp_pat
     for key, value in fresh_head.items():
         assert torch.equal(target[key], value), "the lesion head must stay freshly initialised"
     assert lesion.model.out_channels == 2
-    assert report.skipped_head and not report.missing and not report.unexpected
+    assert report.skipped and not report.missing and not report.unexpected
+    assert all(lesion.model.group_of(key) == "head" for key in report.skipped)
+    assert lesion.transfer_record["base_model"].startswith("skeleton.ckpt sha256:")
 
 
 def test_sap_init_happens_when_fit_starts(tmp_path: Path) -> None:
     ckpt, skeleton = _trained_skeleton_checkpoint(tmp_path)
     lesion = LesionFinetuning(
-        init=str(ckpt), backbone="tiny_unet", patch_size=PATCH, lr_encoder=0.0, lr_decoder=0.0
+        init=str(ckpt), backbone="tiny_unet", patch_size=PATCH, lr_encoder=1e-12, lr_decoder=1e-12
     )
+    assert lesion.transfer_report is None, "building the module reads no weights"
     _fit(lesion, _loader(2, n=4), 1, tmp_path / "run")
     assert lesion.transfer_report is not None
     encoder_key = next(
         k for k in lesion.model.state_dict() if lesion.model.group_of(k) == "encoder"
     )
-    assert torch.equal(
-        lesion.model.state_dict()[encoder_key], skeleton.model.state_dict()[encoder_key]
+    assert torch.allclose(
+        lesion.model.state_dict()[encoder_key],
+        skeleton.model.state_dict()[encoder_key],
+        atol=1e-9,
     )
 
 
@@ -190,10 +196,16 @@ def test_transfer_fails_loudly_when_encoder_is_missing(tmp_path: Path) -> None:
 def test_transfer_rejects_a_different_architecture(tmp_path: Path) -> None:
     ckpt, _ = _trained_skeleton_checkpoint(tmp_path)
     wider = LesionFinetuning(
-        backbone="tiny_unet", backbone_kwargs={"base_channels": 16}, patch_size=PATCH
+        init=str(ckpt),
+        backbone="tiny_unet",
+        backbone_kwargs={"base_channels": 16},
+        patch_size=PATCH,
     )
     with pytest.raises(TransferError, match="shape"):
-        wider.initialise_from(ckpt)
+        wider.initialise()
+    other = LesionFinetuning(init=str(ckpt), backbone="unet_resnet18", patch_size=(32, 32, 32))
+    with pytest.raises(ConfigError, match="--model.backbone tiny_unet"):
+        other.initialise()
 
 
 def test_transfer_understands_reference_checkpoint_prefixes(tmp_path: Path) -> None:
