@@ -12,6 +12,7 @@ checkpoints and loggers are Trainer configuration.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 from typing import Any, Literal
@@ -31,6 +32,8 @@ from sap.tasks.panels import validation_panel
 from sap.tasks.schedule import WarmupCosineSchedule, check_training_length
 
 OptimizerName = Literal["adam", "adamw"]
+
+log = logging.getLogger(__name__)
 
 
 class SegmentationTask(L.LightningModule):
@@ -161,7 +164,7 @@ class SegmentationTask(L.LightningModule):
             checkpoint["sap_schedule"] = self.schedule.to_dict()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Keep the schedule of a resumed run, so that extending it continues its decay."""
+        """Keep the schedule a resumed run had, to report a change of length."""
         schedule = checkpoint.get("sap_schedule")
         if isinstance(schedule, dict):
             self._restored_schedule = (
@@ -328,8 +331,8 @@ class SegmentationTask(L.LightningModule):
     def _build_schedule(self) -> WarmupCosineSchedule:
         """Warm-up + cosine over this run's steps; a resumed run continues its own schedule.
 
-        Resumed with a larger ``max_epochs``, the decay continues from the factor reached at
-        the resume step down to zero at the new end (:meth:`WarmupCosineSchedule.extended`).
+        Resumed with a larger ``max_epochs``, the schedule is the one of a run planned that
+        long (see :mod:`sap.tasks.schedule`); the change is logged.
         """
         trainer = self.trainer
         check_training_length(trainer.max_epochs, trainer.max_steps)
@@ -347,9 +350,17 @@ class SegmentationTask(L.LightningModule):
             else total_steps
         )
         warmup_steps = min(total_steps, int(round(self.warmup_epochs * steps_per_epoch)))
-        if self._restored_schedule is not None:
+        self.schedule = WarmupCosineSchedule(warmup_steps, total_steps)
+        if self._restored_schedule is not None and self._restored_schedule[0] != self.schedule:
             restored, step = self._restored_schedule
-            self.schedule = restored.extended(at_step=step, total_steps=total_steps)
-        else:
-            self.schedule = WarmupCosineSchedule(warmup_steps, total_steps)
+            log.warning(
+                "Resumed at step %d with a schedule of %d steps (the checkpoint planned %d): the "
+                "learning-rate factor goes from %.3g to %.3g and decays to 0 at step %d.",
+                step,
+                total_steps,
+                restored.total_steps,
+                restored(step),
+                self.schedule(step),
+                total_steps,
+            )
         return self.schedule

@@ -1,11 +1,13 @@
 """The learning-rate schedule of every SAP task: linear warm-up, then cosine decay to zero.
 
 The schedule is counted in optimiser steps and built from the Trainer's total step count, so a
-run needs a finite length (:func:`check_training_length`). When a run is resumed with a larger
-``max_epochs`` (extending it), the decay is not restarted: from the resume step the factor
-falls from the value it had reached, along a new cosine, to zero at the new end
-(:meth:`WarmupCosineSchedule.extended`). Resuming with the same length continues the
-original schedule exactly. Details: docs/training.md.
+run needs a finite length (:func:`check_training_length`). Resuming with the same length
+continues the schedule exactly. Resuming with a larger ``max_epochs`` (extending a run)
+continues as if the run had been planned that long from the start: the same warm-up, the
+cosine stretched to end at the new last step. At the resume step the factor therefore jumps
+from the old schedule's value to the stretched one's (upwards: a finished run restarts at the
+factor the longer plan has there) and then decays to zero at the new end. Details:
+docs/training.md.
 """
 
 from __future__ import annotations
@@ -38,59 +40,30 @@ def warmup_cosine_factor(
 
 @dataclass(frozen=True)
 class WarmupCosineSchedule:
-    """Warm-up + cosine factor per optimiser step, optionally continued from a resume point.
+    """Warm-up + cosine learning-rate factor per optimiser step.
 
     Args:
         warmup_steps: steps of linear warm-up.
         total_steps: step at which the factor reaches zero.
-        resume_step: step from which an extended run decays anew (0: never extended).
-        resume_factor: factor reached at ``resume_step`` under the previous schedule.
 
-    >>> schedule = WarmupCosineSchedule(warmup_steps=0, total_steps=100)
-    >>> longer = schedule.extended(at_step=100, total_steps=200)  # finished, then extended
-    >>> longer(100) == schedule(100), round(longer(150), 3)
-    (True, 0.0)
-    >>> mid = schedule.extended(at_step=50, total_steps=150)
-    >>> mid(50) == schedule(50), round(mid(100), 3), mid(150)
-    (True, 0.25, 0.0)
+    >>> planned = WarmupCosineSchedule(warmup_steps=10, total_steps=100)
+    >>> extended = WarmupCosineSchedule(warmup_steps=10, total_steps=190)
+    >>> planned(100), round(extended(100), 3)  # resumed at step 100 with twice the epochs
+    (0.0, 0.5)
     """
 
     warmup_steps: int
     total_steps: int
-    resume_step: int = 0
-    resume_factor: float = 1.0
 
     def __call__(self, step: int) -> float:
-        if self.resume_step <= 0 or step < self.resume_step:
-            return warmup_cosine_factor(step, self.warmup_steps, self.total_steps)
-        span = max(1, self.total_steps - self.resume_step)
-        progress = min(1.0, (step - self.resume_step) / span)
-        return self.resume_factor * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-    def extended(self, at_step: int, total_steps: int) -> WarmupCosineSchedule:
-        """This schedule continued at ``at_step`` so that it ends at ``total_steps``.
-
-        Before the warm-up ends, or when the length did not change, the schedule only gets
-        its new length; otherwise the factor decays from its value at ``at_step`` to zero at
-        ``total_steps`` (no restart, no jump).
-        """
-        if total_steps == self.total_steps or at_step < self.warmup_steps:
-            return WarmupCosineSchedule(
-                self.warmup_steps, total_steps, self.resume_step, self.resume_factor
-            )
-        return WarmupCosineSchedule(self.warmup_steps, total_steps, at_step, self(at_step))
+        return warmup_cosine_factor(step, self.warmup_steps, self.total_steps)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> WarmupCosineSchedule:
-        return cls(
-            warmup_steps=int(data["warmup_steps"]),
-            total_steps=int(data["total_steps"]),
-            resume_step=int(data.get("resume_step", 0)),
-            resume_factor=float(data.get("resume_factor", 1.0)),
-        )
+        return cls(warmup_steps=int(data["warmup_steps"]), total_steps=int(data["total_steps"]))
 
 
 def check_training_length(max_epochs: int | None, max_steps: int | None) -> None:
