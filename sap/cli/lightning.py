@@ -161,6 +161,7 @@ def _cli_class() -> type:
     from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
     from sap.tasks import SegmentationTask, restoring_weights
+    from sap.tasks.checks import check_data_matches
     from sap.tasks.resume import check_checkpoint_fits, resolve_checkpoint_path
     from sap.tasks.schedule import check_training_length
 
@@ -229,6 +230,7 @@ def _cli_class() -> type:
             ckpt_path = self.config_init[self.subcommand].get("ckpt_path")
             if ckpt_path:
                 check_checkpoint_fits(ckpt_path, self.model.recipe())
+            check_data_matches(self.model, self.datamodule, ckpt_path or "")
 
         def before_fit(self) -> None:
             self._check_checkpoint()

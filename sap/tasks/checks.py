@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 from sap.errors import ConfigError
 
@@ -80,4 +81,29 @@ def check_patch_size(patch_size: Sequence[int], multiple: int, backbone: str) ->
     return tuple(sizes)
 
 
-__all__ = ["check_patch_size", "check_range"]
+def check_data_matches(model: Any, datamodule: Any, source: str = "") -> None:
+    """Refuse a data module whose labels or channels are not the model's.
+
+    A resumed run takes its model from the checkpoint: a skeleton checkpoint given to a lesion
+    run would otherwise train a 10-class model on lesion maps without a word.
+
+    Args:
+        model: a :class:`~sap.tasks.SegmentationTask` (``labels``, ``channels``).
+        datamodule: a data module; checked where it has ``label_names`` / ``channels``.
+        source: where the model came from (a checkpoint path), for the message.
+    """
+    origin = f" (from {source})" if source else ""
+    model_name, data_name = type(model).__name__, type(datamodule).__name__
+    for what, ours, theirs in (
+        ("labels", getattr(model, "labels", None), getattr(datamodule, "label_names", None)),
+        ("channels", getattr(model, "channels", None), getattr(datamodule, "channels", None)),
+    ):
+        if ours is not None and theirs is not None and list(ours) != list(theirs):
+            raise ConfigError(
+                f"The model {model_name}{origin} has {what} {list(ours)}, but the data module "
+                f"{data_name} gives {list(theirs)}. Use a checkpoint and a config of the same "
+                "task (skeleton or lesion)."
+            )
+
+
+__all__ = ["check_data_matches", "check_patch_size", "check_range"]

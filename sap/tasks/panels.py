@@ -50,18 +50,20 @@ def overlay(grey: np.ndarray, labels: np.ndarray, alpha: float = 0.6) -> np.ndar
 
 
 def validation_panel(
-    image: np.ndarray, reference: np.ndarray, prediction: np.ndarray
+    image: np.ndarray, reference: np.ndarray, prediction: np.ndarray, min_height: int = 256
 ) -> np.ndarray:
-    """``uint8`` RGB ``[Z, 3 * X, 3]``: image MIP | reference over it | prediction over it.
+    """``uint8`` RGB ``[k * Z, 3 * k * X, 3]``: image MIP | reference over it | prediction over it.
 
     Args:
         image: ``[C, X, Y, Z]`` network input (the first channel is shown).
         reference: ``[X, Y, Z]`` reference label map.
         prediction: ``[X, Y, Z]`` predicted label map.
+        min_height: small volumes are enlarged by a whole factor ``k`` to at least this many
+            rows (pixels repeated, so labels stay sharp).
 
     >>> panel = validation_panel(np.zeros((2, 4, 3, 5)), np.ones((4, 3, 5)), np.zeros((4, 3, 5)))
     >>> panel.shape, panel.dtype.name
-    ((5, 12, 3), 'uint8')
+    ((260, 624, 3), 'uint8')
     """
     grey = coronal(np.asarray(image[0], dtype=np.float32))
     span = float(grey.max() - grey.min())
@@ -71,7 +73,9 @@ def validation_panel(
         overlay(grey, coronal(np.asarray(reference))),
         overlay(grey, coronal(np.asarray(prediction))),
     ]
-    return np.concatenate(tiles, axis=1)
+    panel = np.concatenate(tiles, axis=1)
+    factor = max(1, -(-min_height // panel.shape[0]))
+    return panel.repeat(factor, axis=0).repeat(factor, axis=1)
 
 
 __all__ = ["LABEL_COLOURS", "coronal", "overlay", "validation_panel"]
