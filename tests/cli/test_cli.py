@@ -178,3 +178,26 @@ def test_sap_demo_quick_end_to_end(tmp_path: Path) -> None:
     for name in ("skeleton", "lesion_sap", "lesion_scratch"):
         assert (out / name / "checkpoints" / "last.ckpt").is_file()
         assert (out / name / "config.yaml").is_file()
+
+
+@pytest.mark.slow
+def test_changing_the_backbone_takes_the_one_fix_the_error_names(
+    cohort: Path, tmp_path: Path
+) -> None:
+    """`--model.backbone unet_resnet18` fails in one line naming the patch-size fix; with that
+    one extra flag (the data module follows the model) a training step runs."""
+    base = ["fit", "--config", "lesion-cpu-small", "--data.data_dir", str(cohort / "lesions")]
+    base += [
+        "--trainer.default_root_dir",
+        str(tmp_path / "out"),
+        "--model.backbone",
+        "unet_resnet18",
+    ]
+    refused = run_sap(base, cwd=tmp_path)
+    assert refused.returncode == 2
+    (message,) = [line for line in refused.stderr.splitlines() if line.startswith("sap fit:")]
+    assert "--model.patch_size [32,32,64]" in message
+    fixed = run_sap([*base, "--model.patch_size", "[32,32,64]", "--trainer.fast_dev_run", "true"],
+                    cwd=tmp_path)  # fmt: skip
+    assert fixed.returncode == 0, fixed.stderr[-3000:]
+    assert "`Trainer.fit` stopped: `max_steps=1` reached." in fixed.stderr + fixed.stdout
