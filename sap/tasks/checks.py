@@ -81,6 +81,19 @@ def check_patch_size(patch_size: Sequence[int], multiple: int, backbone: str) ->
     return tuple(sizes)
 
 
+def plain(value: Any) -> Any:
+    """Tuples as lists, recursively, so that values that went through JSON or YAML compare equal.
+
+    >>> plain({"size": (1, 2)}) == {"size": [1, 2]}
+    True
+    """
+    if isinstance(value, tuple | list):
+        return [plain(item) for item in value]
+    if isinstance(value, dict):
+        return {key: plain(item) for key, item in value.items()}
+    return value
+
+
 def check_data_matches(model: Any, datamodule: Any, source: str = "") -> None:
     """Refuse a data module whose labels or channels are not the model's.
 
@@ -106,4 +119,4 @@ def check_data_matches(model: Any, datamodule: Any, source: str = "") -> None:
             )
 
 
-__all__ = ["check_data_matches", "check_patch_size", "check_range"]
+__all__ = ["check_data_matches", "check_patch_size", "check_range", "plain"]

@@ -26,6 +26,7 @@ from typing import Any, Literal
 from sap.backbones import SegmentationBackbone
 from sap.errors import ConfigError
 from sap.recipe import ModelRecipe
+from sap.tasks.checks import plain
 from sap.tasks.transfer import TransferReport, transfer_encoder_decoder
 
 log = logging.getLogger(__name__)
@@ -121,7 +122,7 @@ def check_compatible(
     differing = {
         key: (value, backbone_kwargs[key])
         for key, value in recipe.backbone_kwargs.items()
-        if key in backbone_kwargs and _plain(value) != _plain(backbone_kwargs[key])
+        if key in backbone_kwargs and plain(value) != plain(backbone_kwargs[key])
     }
     if recipe.backbone != backbone or differing:
         raise ConfigError(
@@ -129,15 +130,6 @@ def check_compatible(
             f"but this fine-tune builds {backbone!r} with {dict(backbone_kwargs)}. Set "
             f"--model.backbone {recipe.backbone} and --model.backbone_kwargs to match."
         )
-
-
-def _plain(value: Any) -> Any:
-    """Tuples as lists, so that values that went through JSON or YAML compare equal."""
-    if isinstance(value, tuple | list):
-        return [_plain(item) for item in value]
-    if isinstance(value, Mapping):
-        return {key: _plain(item) for key, item in value.items()}
-    return value
 
 
 def load_init(

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from sap.errors import ConfigError, MissingPathError
 from sap.recipe import ModelRecipe
+from sap.tasks.checks import plain
 from sap.zoo.checkpoint import TaskCheckpoint, read_checkpoint
 
 #: What ``--ckpt_path`` takes to mean "the newest last checkpoint of this run".
@@ -86,9 +87,9 @@ def check_checkpoint_fits(path: str | Path, recipe: ModelRecipe) -> TaskCheckpoi
     saved = checkpoint.recipe
     fields = ("task", "backbone", "backbone_kwargs", "channels", "labels", "patch_size")
     differences = [
-        f"{name}: checkpoint {_plain(getattr(saved, name))}, model {_plain(getattr(recipe, name))}"
+        f"{name}: checkpoint {plain(getattr(saved, name))}, model {plain(getattr(recipe, name))}"
         for name in fields
-        if _plain(getattr(saved, name)) != _plain(getattr(recipe, name))
+        if plain(getattr(saved, name)) != plain(getattr(recipe, name))
     ]
     if differences:
         raise ConfigError(
@@ -97,14 +98,6 @@ def check_checkpoint_fits(path: str | Path, recipe: ModelRecipe) -> TaskCheckpoi
             + "). Use the config the checkpoint was trained with, or another checkpoint."
         )
     return checkpoint
-
-
-def _plain(value: object) -> object:
-    if isinstance(value, tuple | list):
-        return [_plain(item) for item in value]
-    if isinstance(value, dict):
-        return {key: _plain(item) for key, item in value.items()}
-    return value
 
 
 __all__ = ["LAST", "check_checkpoint_fits", "find_last_checkpoint", "resolve_checkpoint_path"]

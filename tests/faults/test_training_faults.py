@@ -210,7 +210,11 @@ def test_channel_order_mismatch_is_refused_with_the_fix(cohorts: Path, tmp_path:
 @pytest.mark.parametrize(
     ("config", "extra", "expected"),
     [
-        ("lesion-cpu-small", ["--model.transfer", "decoder"], "transfer"),
+        (
+            "lesion-cpu-small",
+            ["--model.transfer", "decoder"],
+            "model.transfer: Expected a typing.Literal['encoder+decoder', 'encoder']",
+        ),
         ("lesion-cpu-small", ["--model.lr_encoder", "-1"], "model.lr_encoder must be > 0, got -1"),
         ("lesion-cpu-small", ["--model.lr_head", "0"], "model.lr_head must be > 0"),
         ("skeleton-cpu-small", ["--model.lr", "-1"], "model.lr must be > 0"),
