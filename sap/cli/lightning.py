@@ -93,7 +93,7 @@ def _linked_message(name: str, where: str) -> str:
 
 
 def summarise_parse_error(text: str) -> str:
-    """The innermost problem of a jsonargparse error, as ``option: problem``.
+    r"""The innermost problem of a jsonargparse error, as ``option: problem``.
 
     >>> summarise_parse_error('Parser key "model":\n  Errors:\n'
     ...     "    - Problem with given class_path 'sap.tasks.LesionFinetuning':\n"
@@ -218,7 +218,8 @@ def _cli_class() -> type:
             if path is not None:
                 from sap.zoo.checkpoint import read_checkpoint
 
-                read_checkpoint(path)  # a sap checkpoint, before LightningCLI reads its hparams
+                # A sap checkpoint, before LightningCLI reads its hyper-parameters.
+                read_checkpoint(path, mmap=True)
                 config.ckpt_path = str(path)
 
         def instantiate_classes(self) -> None:

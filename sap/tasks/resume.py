@@ -76,14 +76,14 @@ def resolve_checkpoint_path(
 
 
 def check_checkpoint_fits(path: str | Path, recipe: ModelRecipe) -> TaskCheckpoint:
-    """Read the checkpoint (``weights_only=True``) and refuse one made for another model.
+    """Read the checkpoint (``weights_only=True``, mapped) and refuse one made for another model.
 
     Raises:
         CheckpointError: not a ``sap`` task checkpoint (a text file, a plain state dict, ...).
         ConfigError: its recipe differs from ``recipe`` (task, backbone, channels, labels,
             patch size); the message lists each difference.
     """
-    checkpoint = read_checkpoint(path)
+    checkpoint = read_checkpoint(path, mmap=True)
     saved = checkpoint.recipe
     fields = ("task", "backbone", "backbone_kwargs", "channels", "labels", "patch_size")
     differences = [

@@ -15,8 +15,9 @@
 Modules: :mod:`~sap.zoo.metadata` (``config.json``), :mod:`~sap.zoo.model_card` (its
 ``README.md``), :mod:`~sap.zoo.catalogue` (``model_zoo/*.yaml``) and
 :mod:`~sap.zoo.catalogue_readme` (``model_zoo/README.md``), :mod:`~sap.zoo.checkpoint`,
-:mod:`~sap.zoo.network`, :mod:`~sap.zoo.sources`, :mod:`~sap.zoo.adapt`, :mod:`~sap.zoo.export`, :mod:`~sap.zoo.load`,
-:mod:`~sap.zoo.hub` with :mod:`~sap.zoo.hub_errors`, :mod:`~sap.zoo.reference`.
+:mod:`~sap.zoo.network`, :mod:`~sap.zoo.sources`, :mod:`~sap.zoo.adapt`,
+:mod:`~sap.zoo.export`, :mod:`~sap.zoo.load`, :mod:`~sap.zoo.hub` with
+:mod:`~sap.zoo.hub_errors`, :mod:`~sap.zoo.reference`.
 Heavy dependencies (MONAI, huggingface_hub, safetensors) are imported only inside the
 functions that use them.
 """

@@ -18,6 +18,7 @@ Pickled files are read with ``torch.load(weights_only=True)``: tensors and plain
 
 from __future__ import annotations
 
+import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,15 +90,23 @@ class TaskCheckpoint:
         return model
 
 
-def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> TaskCheckpoint:
+def read_checkpoint(
+    path: str | Path, map_location: str | torch.device = "cpu", *, mmap: bool = False
+) -> TaskCheckpoint:
     """Read a Lightning checkpoint written while training a ``sap`` task.
+
+    Args:
+        path: the ``.ckpt`` file.
+        map_location: where tensors go.
+        mmap: map the file instead of reading it (``torch.load(mmap=True)``): tensors are read
+            only when used, so checking a large checkpoint's recipe costs almost nothing.
 
     Raises:
         MissingPathError: no such file (a ``FileNotFoundError``).
         CheckpointError: unreadable with ``weights_only=True``, or not a ``sap`` task checkpoint.
     """
     path = _existing_file(path)
-    checkpoint = _task_checkpoint(path, _torch_load(path, map_location))
+    checkpoint = _task_checkpoint(path, _torch_load(path, map_location, mmap=mmap))
     if checkpoint is None:
         raise CheckpointError(
             f"{path} is not a checkpoint of a sap task: it has no 'sap_recipe' entry. Checkpoints "
@@ -241,10 +250,12 @@ def describe_bytes(head: bytes) -> str:
     return f"it is a text file starting with {first_line[:40]!r}"
 
 
-def _torch_load(path: Path, map_location: str | torch.device) -> Any:
+def _torch_load(path: Path, map_location: str | torch.device, mmap: bool = False) -> Any:
     check_torch_file(path)
+    # Only files in torch's zip format can be mapped; the legacy format is read whole.
+    mmap = mmap and zipfile.is_zipfile(path)
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except Exception as error:  # unpickling refusals and corrupt files raise many types
         raise CheckpointError(
             f"Cannot read {path} safely (torch.load weights_only=True): {error}. Only tensors and "
