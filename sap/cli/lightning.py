@@ -19,14 +19,29 @@ What ``sap`` adds to LightningCLI (wiring only; the logic lives in :mod:`sap.tas
 from __future__ import annotations
 
 import re
+import signal
 import warnings
 from collections.abc import Sequence
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
+import lightning as L
+import yaml
+from jsonargparse import ArgumentError
+from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
+from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+
 from sap.configs import resolve_config_argument
 from sap.errors import ConfigError, RunInterrupted, UserError
+from sap.io import write_text_atomic
+from sap.tasks import SegmentationTask, restoring_weights
+from sap.tasks.callbacks import FinalValidation, RandomState, SignalCheckpoint, run_directory
+from sap.tasks.checks import check_data_matches
+from sap.tasks.resume import check_checkpoint_fits, resolve_checkpoint_path
+from sap.tasks.schedule import check_training_length
+from sap.zoo.checkpoint import read_checkpoint
 
 #: Values declared once, on the model, and passed on to the data module.
 LINKED_ARGUMENTS: tuple[str, ...] = ("patch_size", "channels")
@@ -40,18 +55,12 @@ def run_lightning_cli(argv: Sequence[str]) -> int:
     """
     args = resolve_config_argument(list(argv))
     check_linked_arguments(args)
-    cli_class = _cli_class()
-    from jsonargparse import ArgumentError
-    from lightning.pytorch.utilities.exceptions import SIGTERMException
-
-    from sap.tasks.callbacks import FinalValidation, RandomState, SignalCheckpoint
-
     signals = SignalCheckpoint()
     try:
         with warnings.catch_warnings():
             # sap passes the command line itself (packaged config names resolved).
             warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
-            cli_class(
+            SapLightningCLI(
                 args=args,
                 trainer_defaults={"callbacks": [RandomState(), signals, FinalValidation()]},
             )
@@ -68,8 +77,6 @@ def check_linked_arguments(args: Sequence[str]) -> None:
     They are set from ``--model.patch_size`` / ``--model.channels``: a second copy could only
     disagree (LightningCLI would silently prefer the model's).
     """
-    import yaml
-
     for index, arg in enumerate(args):
         for name in LINKED_ARGUMENTS:
             if re.fullmatch(rf"--data\.(init_args\.)?{name}(=.*)?", arg):
@@ -139,10 +146,8 @@ def _close_option_hint(problem: str, class_path: str | None) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-def _interrupted(signals: Any) -> UserError:
+def _interrupted(signals: SignalCheckpoint) -> UserError:
     """The error a signal-stopped run ends with: which signal, where its checkpoint is."""
-    import signal
-
     signum = signals.stopped_by or signal.SIGTERM
     name = signal.Signals(signum).name
     if signals.checkpoint is None:
@@ -155,100 +160,83 @@ def _interrupted(signals: Any) -> UserError:
     return RunInterrupted(f"Training stopped by {name}; {where}.", exit_status=128 + int(signum))
 
 
-def _cli_class() -> type:
-    """The LightningCLI subclass (built here so that ``sap --help`` imports no Lightning)."""
-    import lightning as L
-    from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
+class RunConfig(SaveConfigCallback):
+    """Writes the resolved config next to the run's checkpoints; sends it to W&B."""
 
-    from sap.tasks import SegmentationTask, restoring_weights
-    from sap.tasks.checks import check_data_matches
-    from sap.tasks.resume import check_checkpoint_fits, resolve_checkpoint_path
-    from sap.tasks.schedule import check_training_length
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **{**kwargs, "save_to_log_dir": False})
 
-    class RunConfig(SaveConfigCallback):
-        """Writes the resolved config next to the run's checkpoints; sends it to W&B."""
-
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **{**kwargs, "save_to_log_dir": False})
-
-        def save_config(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-            import yaml
-            from lightning.pytorch.loggers import WandbLogger
-
-            from sap.io import write_text_atomic
-            from sap.tasks.callbacks import run_directory
-
-            text = self.parser.dump(self.config, skip_none=False)
-            write_text_atomic(run_directory(trainer) / self.config_filename, text)
-            for logger in trainer.loggers:
-                if isinstance(logger, WandbLogger):
-                    logger.experiment.config.update(
-                        {"sap": yaml.safe_load(text)}, allow_val_change=True
-                    )
-
-    class SapLightningCLI(LightningCLI):
-        def __init__(self, args: list[str], trainer_defaults: dict[str, Any]) -> None:
-            super().__init__(
-                SegmentationTask,
-                L.LightningDataModule,
-                subclass_mode_model=True,
-                subclass_mode_data=True,
-                args=args,
-                save_config_callback=RunConfig,
-                save_config_kwargs={"overwrite": True},
-                trainer_defaults=trainer_defaults,
-                parser_kwargs={"prog": "sap", "exit_on_error": False},
-            )
-
-        def add_arguments_to_parser(self, parser: Any) -> None:
-            for name in LINKED_ARGUMENTS:
-                parser.link_arguments(
-                    f"model.init_args.{name}", f"data.init_args.{name}", apply_on="parse"
+    def save_config(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        text = self.parser.dump(self.config, skip_none=False)
+        write_text_atomic(run_directory(trainer) / self.config_filename, text)
+        for logger in trainer.loggers:
+            if isinstance(logger, WandbLogger):
+                logger.experiment.config.update(
+                    {"sap": yaml.safe_load(text)}, allow_val_change=True
                 )
 
-        def parse_arguments(self, parser: Any, args: Any) -> None:
-            super().parse_arguments(parser, args)
-            subcommand = self.config.get("subcommand")
-            if not subcommand:
-                return
-            config = self.config[subcommand]
-            if subcommand == "fit":
-                check_training_length(config.trainer.max_epochs, config.trainer.max_steps)
-            path = resolve_checkpoint_path(config.get("ckpt_path"), _search_roots(config))
-            if path is not None:
-                from sap.zoo.checkpoint import read_checkpoint
 
-                # A sap checkpoint, before LightningCLI reads its hyper-parameters.
-                read_checkpoint(path, mmap=True)
-                config.ckpt_path = str(path)
+class SapLightningCLI(LightningCLI):
+    """LightningCLI with sap's links, checks, callbacks and config saving (module docstring)."""
 
-        def instantiate_classes(self) -> None:
-            ckpt_path = self.config[self.subcommand].get("ckpt_path") if self.subcommand else None
-            with restoring_weights() if ckpt_path else nullcontext():
-                super().instantiate_classes()
+    def __init__(self, args: list[str], trainer_defaults: dict[str, Any]) -> None:
+        super().__init__(
+            SegmentationTask,
+            L.LightningDataModule,
+            subclass_mode_model=True,
+            subclass_mode_data=True,
+            args=args,
+            save_config_callback=RunConfig,
+            save_config_kwargs={"overwrite": True},
+            trainer_defaults=trainer_defaults,
+            parser_kwargs={"prog": "sap", "exit_on_error": False},
+        )
 
-        def _check_checkpoint(self) -> None:
-            ckpt_path = self.config_init[self.subcommand].get("ckpt_path")
-            if ckpt_path:
-                check_checkpoint_fits(ckpt_path, self.model.recipe())
-            check_data_matches(self.model, self.datamodule, ckpt_path or "")
+    def add_arguments_to_parser(self, parser: Any) -> None:
+        for name in LINKED_ARGUMENTS:
+            parser.link_arguments(
+                f"model.init_args.{name}", f"data.init_args.{name}", apply_on="parse"
+            )
 
-        def before_fit(self) -> None:
-            self._check_checkpoint()
+    def parse_arguments(self, parser: Any, args: Any) -> None:
+        super().parse_arguments(parser, args)
+        subcommand = self.config.get("subcommand")
+        if not subcommand:
+            return
+        config = self.config[subcommand]
+        if subcommand == "fit":
+            check_training_length(config.trainer.max_epochs, config.trainer.max_steps)
+        path = resolve_checkpoint_path(config.get("ckpt_path"), _search_roots(config))
+        if path is not None:
+            # A sap checkpoint, before LightningCLI reads its hyper-parameters.
+            read_checkpoint(path, mmap=True)
+            config.ckpt_path = str(path)
 
-        def before_validate(self) -> None:
-            self._check_checkpoint()
+    def instantiate_classes(self) -> None:
+        ckpt_path = self.config[self.subcommand].get("ckpt_path") if self.subcommand else None
+        with restoring_weights() if ckpt_path else nullcontext():
+            super().instantiate_classes()
 
-        def before_test(self) -> None:
-            self._check_checkpoint()
+    def _check_checkpoint(self) -> None:
+        ckpt_path = self.config_init[self.subcommand].get("ckpt_path")
+        if ckpt_path:
+            check_checkpoint_fits(ckpt_path, self.model.recipe())
+        check_data_matches(self.model, self.datamodule, ckpt_path or "")
 
-        def after_validate(self) -> None:
-            _require_cases(self.trainer.num_val_batches, "validate", "validation")
+    def before_fit(self) -> None:
+        self._check_checkpoint()
 
-        def after_test(self) -> None:
-            _require_cases(self.trainer.num_test_batches, "test", "test")
+    def before_validate(self) -> None:
+        self._check_checkpoint()
 
-    return SapLightningCLI
+    def before_test(self) -> None:
+        self._check_checkpoint()
+
+    def after_validate(self) -> None:
+        _require_cases(self.trainer.num_val_batches, "validate", "validation")
+
+    def after_test(self) -> None:
+        _require_cases(self.trainer.num_test_batches, "test", "test")
 
 
 def _search_roots(config: Any) -> list[Path]:
