@@ -175,7 +175,7 @@ def export_checkpoint(
     The checkpoint is read by :func:`sap.zoo.checkpoint.read_checkpoint` (``weights_only=True``,
     no module built); its stored recipe becomes the recipe of the export, and only the backbone
     (the task's ``model``) is written. A fine-tuning checkpoint records where its weights came
-    from (``checkpoint["sap_transfer"]["source"]``): that source goes into the provenance and,
+    from (``checkpoint["sap_transfer"]``): that source goes into the provenance and,
     as the Hub names it (:func:`base_model_name`), into the card's ``base_model``, unless
     ``base_model`` is given.
     """
@@ -190,7 +190,8 @@ def export_checkpoint(
         "checkpoint": checkpoint.name,
         "sha256": file_sha256(checkpoint),
     }
-    initialised_from = task_checkpoint.transfer.get("source")
+    # What the fine-tune recorded: a zoo name, hf://owner/repo@rev, or "<file> sha256:<hex>".
+    initialised_from = task_checkpoint.base_model
     if initialised_from:
         provenance["initialised_from"] = str(initialised_from)
     if base_model is None:
