@@ -12,7 +12,6 @@ import argparse
 import shlex
 from collections.abc import Sequence
 
-PRESET_PREFIX = "benchmark-"
 #: The configuration fields among the parsed options.
 _FIELDS = (
     "seeds", "reference_arm", "cohort", "cv", "training", "arms", "evaluation", "features", "workers",
@@ -34,14 +33,10 @@ def build_parser():
     """The jsonargparse parser of ``sap benchmark`` (config file, presets, every field)."""
     from jsonargparse import ActionConfigFile, ArgumentParser
 
-    from sap.configs import list_configs
+    from sap.configs import list_presets
     from sap.experiments.benchmark_config import BenchmarkConfig
 
-    presets = [
-        name.removeprefix(PRESET_PREFIX)
-        for name in list_configs()
-        if name.startswith(PRESET_PREFIX)
-    ]
+    presets = list_presets()
     parser = ArgumentParser(
         prog="sap benchmark",
         description=(
@@ -63,8 +58,8 @@ def build_parser():
 
 
 def expand_preset(argv: Sequence[str]) -> list[str]:
-    """Replace ``--preset NAME`` by ``--config <packaged benchmark-NAME.yaml>``, in place."""
-    from sap.configs import config_path
+    """Replace ``--preset NAME`` by ``--config <packaged benchmark/NAME.yaml>``, in place."""
+    from sap.configs import preset_path
 
     args = list(argv)
     for index, arg in enumerate(args):
@@ -74,7 +69,7 @@ def expand_preset(argv: Sequence[str]) -> list[str]:
         elif arg.startswith("--preset="):
             name, end = arg.split("=", 1)[1], index + 1
         if name is not None:
-            return [*args[:index], "--config", str(config_path(PRESET_PREFIX + name)), *args[end:]]
+            return [*args[:index], "--config", str(preset_path(name)), *args[end:]]
     return args
 
 

@@ -9,7 +9,30 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from sap.errors import MissingPathError
+
 CONFIG_DIR = Path(__file__).resolve().parent
+#: ``sap benchmark --preset NAME`` reads ``benchmark/NAME.yaml`` (not a LightningCLI config).
+PRESET_DIR = CONFIG_DIR / "benchmark"
+
+
+def list_presets() -> list[str]:
+    """Names of the packaged ``sap benchmark`` presets."""
+    return sorted(path.stem for path in PRESET_DIR.glob("*.yaml"))
+
+
+def preset_path(name: str) -> Path:
+    """Path of a packaged benchmark preset by name.
+
+    Raises:
+        MissingPathError: no such preset; the message lists the packaged ones.
+    """
+    path = PRESET_DIR / f"{name.removesuffix('.yaml')}.yaml"
+    if not path.is_file():
+        raise MissingPathError(
+            f"No benchmark preset named {name!r}; available: {', '.join(list_presets())}."
+        )
+    return path
 
 
 def list_configs() -> list[str]:
@@ -18,7 +41,12 @@ def list_configs() -> list[str]:
 
 
 def config_path(name: str) -> Path:
-    """Path of a packaged config by name (with or without ``.yaml``)."""
+    """Path of a packaged config by name (with or without ``.yaml``).
+
+    Raises:
+        MissingPathError: no such config (a ``FileNotFoundError``); the message lists the
+            packaged names and close matches.
+    """
     stem = name[:-5] if name.endswith(".yaml") else name
     path = CONFIG_DIR / f"{stem}.yaml"
     if not path.is_file():
@@ -26,7 +54,7 @@ def config_path(name: str) -> Path:
 
         close = difflib.get_close_matches(stem, list_configs(), n=3)
         hint = f" Did you mean {', '.join(close)}?" if close else ""
-        raise FileNotFoundError(
+        raise MissingPathError(
             f"No packaged config named {name!r}; available: {', '.join(list_configs())}.{hint}"
         )
     return path
@@ -44,6 +72,6 @@ def resolve_config_argument(argv: list[str]) -> list[str]:
         if value is None or Path(value).exists():
             continue
         if "/" in value or "\\" in value:
-            raise FileNotFoundError(f"Config file {value} does not exist")
+            raise MissingPathError(f"Config file {value} does not exist.")
         resolved[position] = prefix + str(config_path(value))
     return resolved

@@ -2,7 +2,7 @@
 
 Every field is a command-line option (``--cv.folds 3``, ``--seeds [0,1]``,
 ``--training.lesion_epochs 10``) and a YAML key; a preset (``--preset quick``) is a packaged
-YAML file (``sap/configs/benchmark-<name>.yaml``) read before ``--config`` and the options.
+YAML file (``sap/configs/benchmark/<name>.yaml``) read before ``--config`` and the options.
 Stage keys (:func:`stage_key`) hash the parts of the configuration a stage depends on, so a
 rerun skips exactly the work whose inputs did not change.
 """
@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from sap.experiments.pretrain_finetune import PretrainFinetuneSettings
+from sap.tasks.initialisation import TransferMode
 
 #: Initialisations an arm can start from.
 InitName = Literal["scratch", "sap", "ssl"]
@@ -72,9 +73,9 @@ class ArmConfig:
 
     init: InitName = "scratch"
     lr_encoder: float = 1e-5
-    transfer: Literal["encoder+decoder", "encoder"] | None = None
+    transfer: TransferMode | None = None
 
-    def transfer_groups(self) -> str:
+    def transfer_mode(self) -> TransferMode:
         """The ``transfer`` option of the fine-tuning task."""
         if self.transfer is not None:
             return self.transfer

@@ -55,7 +55,7 @@ def run_fold(
         init=init,
         name=folder.name,
         progress=progress,
-        transfer=arm.transfer_groups(),
+        transfer=arm.transfer_mode(),
         lr_encoder=arm.lr_encoder,
     )
     start = time.perf_counter()

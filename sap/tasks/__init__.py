@@ -5,7 +5,9 @@ from __future__ import annotations
 from sap.tasks.base import SegmentationTask
 from sap.tasks.checkpoints import load_task_checkpoint
 from sap.tasks.finetuning import LesionFinetuning
+from sap.tasks.initialisation import TransferMode, restoring_weights
 from sap.tasks.pretraining import AnatomicalPretraining
+from sap.tasks.schedule import WarmupCosineSchedule
 from sap.tasks.ssl import SelfSupervisedPretraining
 from sap.tasks.transfer import TransferError, TransferReport, transfer_encoder_decoder
 
@@ -15,7 +17,10 @@ __all__ = [
     "SegmentationTask",
     "SelfSupervisedPretraining",
     "TransferError",
+    "TransferMode",
     "TransferReport",
+    "WarmupCosineSchedule",
     "load_task_checkpoint",
+    "restoring_weights",
     "transfer_encoder_decoder",
 ]

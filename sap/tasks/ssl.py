@@ -24,7 +24,8 @@ import torch.nn.functional as F
 from sap.backbones import SegmentationBackbone, build_backbone
 from sap.labels import CHANNELS
 from sap.recipe import ModelRecipe
-from sap.tasks.base import OptimizerName, warmup_cosine_factor
+from sap.tasks.base import OptimizerName
+from sap.tasks.schedule import warmup_cosine_factor
 from sap.tasks.ssl_pretext import (
     ROTATION_CLASSES,
     PooledHead,

@@ -51,7 +51,7 @@ def test_every_field_is_an_option_and_presets_come_first(tmp_path: Path) -> None
     argv = expand_preset(
         ["--preset", "quick", "--config", str(mine), "--cv.tuning_fold", "2", "OUT"]
     )
-    assert argv[:2] == ["--config", str(Path(argv[1]))] and argv[1].endswith("benchmark-quick.yaml")
+    assert argv[:2] == ["--config", str(Path(argv[1]))] and argv[1].endswith("benchmark/quick.yaml")
     options = build_parser().parse_args(argv)
     assert options.seeds == [5] and options.cv.folds == 4 and options.cv.tuning_fold == 2
     assert options.training.backbone == "tiny_unet"  # from the preset
