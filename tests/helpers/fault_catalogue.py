@@ -26,10 +26,11 @@ are stopped half-way. Every row is checked by the test named in its last column 
 `python -m tests.helpers.fault_catalogue > docs/faults.md`, and a test fails when the two
 disagree.
 
-Exit status: `0` done; `1` the command ran but some cases or inputs were unusable (each named
-on stderr, the others finished); `2` refused up front (bad option, file or configuration),
-nothing written; `130`/`143` stopped by SIGINT/SIGTERM, temporary output removed, the run
-resumable.
+Exit status: `0` done; `1` `sap predict`, `sap evaluate` or `sap zoo` could not use an input
+or output folder (each named on stderr; `sap predict` finishes the other cases and lists the
+failed ones in `summary.csv`); `2` refused up front (an impossible option, a bad file or
+configuration for `sap fit|validate|test`, `demo`, `phantom`), nothing written; `130`/`143`
+stopped by SIGINT/SIGTERM, temporary output removed, the run resumable.
 """
 
 
