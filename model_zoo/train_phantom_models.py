@@ -20,7 +20,8 @@ the export folders into ``sap/zoo_bundled/<name>/``, the catalogue entries
 ``model_zoo/<name>.yaml`` (sha256, size, metrics, command, runtime, evaluation cohort) and
 regenerates ``model_zoo/README.md``. Intermediate files (phantoms, checkpoints, logs) go to
 ``--work-dir`` (default ``runs/phantom_zoo``). ``--quick`` is a smoke run that writes only
-into the work folder. ``--recard`` trains nothing: it rewrites the bundled models'
+into the work folder. ``--reevaluate`` trains nothing: it evaluates the bundled models again
+and rewrites their metrics. ``--recard`` trains nothing: it rewrites the bundled models'
 ``config.json`` and model cards from the texts below (same weights, same sha256, same
 measured metrics).
 
@@ -140,8 +141,11 @@ def evaluate_lesions(model: Any, cases: list[Any], threshold: float) -> dict[str
         spacings.append(tuple(float(s) for s in image.header.get_zooms()[:3]))
     summary = evaluate_exams(predictions, references, spacings, bootstrap=None)
     metrics = {}
-    for name in ("sensitivity", "precision", "fp_per_exam", "f2", "dice_detected", "global_dice"):
-        value = summary["metrics"].get(name, {}).get("median")
+    # card name -> summary key (F2 is the F-beta score with beta = 2, the paper's default)
+    names = {"sensitivity": "sensitivity", "precision": "precision", "fp_per_exam": "fp_per_exam",
+             "f2": "f_beta", "dice_detected": "dice_detected", "global_dice": "global_dice"}  # fmt: skip
+    for name, key in names.items():
+        value = summary["metrics"].get(key, {}).get("median")
         if value is not None and math.isfinite(value):
             metrics[f"median_{name}"] = round(float(value), 4)
     return metrics
@@ -248,6 +252,29 @@ def recard(bundled_dir: Path, settings: Settings) -> list[Path]:
     for card in (skeleton_card(settings), lesion_card(settings)):
         folder = bundled_dir / card["name"]
         rewrite_metadata(folder, **card)
+        folders.append(folder)
+    return folders
+
+
+def reevaluate(work: Path, settings: Settings, bundled_dir: Path, zoo_dir: Path) -> list[Path]:
+    """Evaluate the bundled models again and rewrite their metrics; weights stay as they are."""
+    import yaml
+
+    from sap.zoo import load_pretrained
+    from sap.zoo.export import rewrite_metadata
+
+    folders = []
+    for name, kind in ((SKELETON_NAME, "skeleton"), (LESION_NAME, "lesion")):
+        folder = bundled_dir / name
+        model, cases = load_pretrained(folder), evaluation_cases(work, settings, kind)
+        if kind == "skeleton":
+            metrics = evaluate_skeleton(model, cases)
+        else:
+            metrics = evaluate_lesions(model, cases, settings.threshold)
+        rewrite_metadata(folder, metrics=metrics)
+        entry = yaml.safe_load((zoo_dir / f"{name}.yaml").read_text(encoding="utf-8"))
+        write_entry(folder, zoo_dir, entry["summary"], entry["training"])
+        print(f"{name}: {metrics}")
         folders.append(folder)
     return folders
 
@@ -363,10 +390,22 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="rewrite the bundled models' config.json and cards only (no training)",
     )
+    parser.add_argument(
+        "--reevaluate",
+        action="store_true",
+        help="evaluate the bundled models again and rewrite their metrics (no training)",
+    )
     args = parser.parse_args(argv)
     if args.recard:
         for folder in recard(args.bundled_dir, Settings()):
             print(f"rewrote the metadata and card of {folder}")
+        return 0
+    if args.reevaluate:
+        from sap.zoo.catalogue_readme import write_zoo_readme
+
+        work = args.work_dir / "full"
+        reevaluate(work, Settings(), args.bundled_dir, args.zoo_dir)
+        write_zoo_readme(args.zoo_dir / "README.md", args.zoo_dir)
         return 0
 
     import torch

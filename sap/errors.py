@@ -33,6 +33,8 @@ KNOWN_USER_ERRORS: set[str] = {
     "sap.inference.dicom.DicomSeriesError",
     "sap.inference.memory.InsufficientMemoryError",
     "sap.inference.writer.OutputExistsError",
+    "sap.io.names.OutputFolderError",
+    "sap.io.names.UnsafeNameError",
     "sap.tasks.transfer.TransferError",
     "sap.zoo.catalogue.UnknownModelError",
     "sap.zoo.catalogue.ZooEntryError",

@@ -23,8 +23,6 @@ from collections.abc import Sequence
 TRACEBACK_FLAG = "--traceback"
 #: Exit status when the reader of our output went away (128 + SIGPIPE, as a shell reports).
 EXIT_BROKEN_PIPE = 141
-#: Exit status after Ctrl+C outside training (128 + SIGINT).
-EXIT_INTERRUPTED = 130
 
 #: Sub-commands implemented by argparse modules ``sap.cli.<module>`` with ``add_parser``.
 COMMAND_MODULES: tuple[str, ...] = ("demo", "phantom", "evaluate", "predict", "zoo", "configs", "benchmark")  # fmt: skip
@@ -75,11 +73,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         _silence_stdout()
         return EXIT_BROKEN_PIPE
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM/SIGHUP turned into sap.io.Terminated
         if show_traceback:
             raise
-        print(f"sap {command}: interrupted".replace("  ", " "), file=sys.stderr)
-        return EXIT_INTERRUPTED
+        from sap.io import stop_status
+
+        name, status = stop_status(stop)
+        print(f"sap {command}: stopped ({name})".replace("  ", " "), file=sys.stderr)
+        return status
     except Exception as error:
         user_error = find_user_error(error)
         if user_error is None or show_traceback:

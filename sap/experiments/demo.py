@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from sap.experiments.pretrain_finetune import (
 )
 from sap.experiments.trainer import set_torch_threads
 from sap.io import OutputFolder, write_text_atomic
+from sap.metrics.degenerate import DegeneratePredictionWarning
 
 #: The command named in the marker of the demo's output folder.
 COMMAND = "sap demo"
@@ -118,17 +120,42 @@ def run_demo(
         progress=progress,
         on_stage=lambda name: print(f"[sap demo] {_STAGES[name]}"),
     )
-    results = {
-        arm: evaluate_lesion_model(run.module, test_cases, settings.threshold)
-        for arm, run in runs.lesion.items()
-    }
+    with warnings.catch_warnings():  # listed once per arm under the table instead
+        warnings.simplefilter("ignore", DegeneratePredictionWarning)
+        results = {
+            arm: evaluate_lesion_model(run.module, test_cases, settings.threshold)
+            for arm, run in runs.lesion.items()
+        }
     summary = _summary(settings, test_cases, results, timings | runs.timings_s(), runs)
     summary["torch_threads"] = threads
     write_text_atomic(out / "summary.json", json.dumps(summary, indent=2, default=_json_default))
     folder.finish()
     print(format_table({arm: result["headline"] for arm, result in results.items()}))
+    for line in degenerate_lines(results, len(test_cases)):
+        print(f"[sap demo] {line}")
     print(f"[sap demo] summary written to {out / 'summary.json'}")
     return summary
+
+
+def degenerate_lines(results: dict[str, Any], n_cases: int) -> list[str]:
+    """One line per arm whose predictions were flagged as degenerate (see docs/metrics.md).
+
+    Any-overlap detection rewards a model that labels too much as lesion; the flag says
+    which arm's sensitivity and F2 are not to be trusted, and on which cases.
+
+    >>> degenerate_lines({"scratch": {"summary": {"degenerate": {"m1": ["..."]}}}}, 6)
+    ["scratch: degenerate prediction in 1 of 6 test cases (m1); its sensitivity and F2 are not to be trusted (see 'degenerate' in summary.json)"]
+    """
+    lines = []
+    for arm, result in results.items():
+        flagged = sorted(result["summary"].get("degenerate") or {})
+        if flagged:
+            lines.append(
+                f"{arm}: degenerate prediction in {len(flagged)} of {n_cases} test cases "
+                f"({', '.join(flagged)}); its sensitivity and F2 are not to be trusted "
+                "(see 'degenerate' in summary.json)"
+            )
+    return lines
 
 
 def check_settings(settings: DemoSettings) -> None:
@@ -268,6 +295,7 @@ def _json_default(value: Any) -> Any:
 __all__ = [
     "DemoSettings",
     "check_settings",
+    "degenerate_lines",
     "evaluate_lesion_model",
     "generate_demo_cohorts",
     "quick_settings",

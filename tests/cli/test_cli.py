@@ -201,3 +201,36 @@ def test_changing_the_backbone_takes_the_one_fix_the_error_names(
                     cwd=tmp_path)  # fmt: skip
     assert fixed.returncode == 0, fixed.stderr[-3000:]
     assert "`Trainer.fit` stopped: `max_steps=1` reached." in fixed.stderr + fixed.stdout
+
+
+@pytest.mark.parametrize(("signal_name", "status"), [("SIGTERM", 143), ("SIGHUP", 129)])
+def test_a_command_stopped_by_a_signal_exits_with_the_signals_status(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, signal_name: str, status: int
+) -> None:
+    import signal
+
+    import sap.cli
+    from sap.io import Terminated
+
+    def stopped(args_list):
+        raise Terminated(getattr(signal, signal_name))
+
+    monkeypatch.setattr(sap.cli, "_run", stopped)
+    assert main(["phantom", "somewhere"]) == status
+    assert capsys.readouterr().err.strip() == f"sap phantom: stopped ({signal_name})"
+
+
+def test_an_unsafe_name_is_a_one_line_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    import sap.cli
+    from sap.io import UnsafeNameError
+
+    def refused(args_list):
+        raise UnsafeNameError("case id '../x' contains a path separator")
+
+    monkeypatch.setattr(sap.cli, "_run", refused)
+    assert main(["predict", "cases.csv", "out"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("sap predict: case id '../x' contains a path separator\n")
+    assert "Traceback" not in err

@@ -36,16 +36,16 @@ unchanged (:func:`tests.helpers.faults.tree_digest` before and after).
 | 26 | a word where a number goes (`--model.lr_encoder abc`) | exit 2 "model.lr_encoder: Expected a float" | test_impossible_settings_are_refused_before_any_work[not-a-number] |
 | 27 | `--ckpt_path last` with no checkpoint (Lightning would start over silently) | exit 2 "no last.ckpt under ... nothing to resume" | test_impossible_settings_are_refused_before_any_work[nothing-to-resume] |
 | 28 | `--ckpt_path` a skeleton checkpoint for a lesion run (LightningCLI builds the checkpoint's model) | exit 2 naming the checkpoint, the model's 10 labels and the data module's 2; nothing trained | test_a_checkpoint_of_another_model_is_refused |
-| 29 | `sap test` on a cohort whose split leaves no test case | exit 2 "ran on no case" (was: exit 0, nothing run) | test_evaluation_on_no_case_fails[test] |
+| 29 | `sap test` on a cohort whose split leaves no test case | exit 2 "ran on no case" (never exit 0 with nothing run) | test_evaluation_on_no_case_fails[test] |
 | 30 | `sap validate` with no validation case | exit 2 "ran on no case" | test_evaluation_on_no_case_fails[validate] |
 | 31 | `sap configs show nonexistent` | exit 2 listing the packaged names; no traceback | test_unknown_packaged_config_is_one_message |
-| 32 | `sap configs show lesion` into a closed pipe (`| head`) | exit 141, nothing on stderr (was: BrokenPipeError traceback) | test_a_closed_pipe_ends_quietly |
+| 32 | `sap configs show lesion` into a closed pipe (`sap configs show lesion \\| head`) | exit 141, nothing on stderr, no BrokenPipeError traceback | test_a_closed_pipe_ends_quietly |
 | 33 | `--traceback` or `SAP_TRACEBACK=1` | the full traceback of the same error | test_traceback_on_request |
 | 34 | SIGTERM mid-epoch | exit 143, "stopped by SIGTERM; last checkpoint: .../last.ckpt"; resume with `--ckpt_path last` finishes with the uninterrupted step count | test_sigterm_mid_epoch_saves_and_resumes |
 | 35 | SIGINT (Ctrl+C) mid-epoch | exit 130, "stopped by SIGINT", checkpoint named and readable | test_sigint_saves_and_says_where |
 | 36 | SIGKILL mid-run, `--model.init` file deleted before resuming | resume from the last epoch's last.ckpt finishes; weights and optimiser bitwise equal to an uninterrupted run; the init source stays recorded | test_sigkill_then_resume_without_the_init_file_matches_an_uninterrupted_run |
 | 37 | resume with a larger `--trainer.max_epochs` | extends the run: step count and recorded schedule of the new length | test_sigkill_then_resume_without_the_init_file_matches_an_uninterrupted_run |
-| 38 | packaged CPU config, run stopped after epoch 1 of 3 | last.ckpt exists after every epoch (was: only at the end) | test_sigkill_then_resume_without_the_init_file_matches_an_uninterrupted_run |
+| 38 | packaged CPU config, run stopped after epoch 1 of 3 | last.ckpt exists after every epoch, not only at the end | test_sigkill_then_resume_without_the_init_file_matches_an_uninterrupted_run |
 """
 
 from __future__ import annotations
