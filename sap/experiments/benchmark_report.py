@@ -91,19 +91,6 @@ def write_outputs(config, out: Path, *, split, pretrained, runs, scores, feature
     return results
 
 
-def _seed_extras(scored: dict[str, Any]) -> dict[str, Any]:
-    """Frozen thresholds and the pooled predicted / reference lesion volume of one arm and seed.
-
-    A volume ratio far above 1 flags predictions that merge lesions into large blobs, which
-    detection by any overlap and the FROC reward (``docs/metrics.md``, known weaknesses).
-    """
-    pooled = {
-        k: scored["summary"]["metrics"][k]["pooled"] for k in ("pred_volume_ml", "ref_volume_ml")
-    }
-    ratio = pooled["pred_volume_ml"] / pooled["ref_volume_ml"] if pooled["ref_volume_ml"] else None
-    return {"thresholds": scored["thresholds"], "volume_ratio": ratio}
-
-
 def environment(threads: int) -> dict[str, Any]:
     """Python, platform, CPU, torch threads and the versions of :data:`PACKAGES`."""
     from importlib import metadata
