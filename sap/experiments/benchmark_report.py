@@ -194,7 +194,19 @@ def _header(results: dict[str, Any]) -> str:
         "# SAP vs SSL vs scratch: benchmark report\n\n"
         f"Arms {', '.join(results['arms'])}; {n} test patients in "
         f"{len(results['splits']['test_folds'])} test folds; seeds {results['seeds']}; "
-        f"total runtime {_duration(results['runtime_s'])}.\n"
+        f"compute recorded by the stages {_duration(_stage_wall_s(results))} wall "
+        f"(this invocation {_duration(results['runtime_s'])}).\n"
+    )
+
+
+def _stage_wall_s(results: dict[str, Any]) -> float:
+    """Wall time of every stage, whichever invocation ran it (CPU-parallel stages add up)."""
+    compute = results["compute"]
+    return (
+        sum(r.get("wall_s", r.get("seconds", 0.0)) for r in compute["pretraining"].values())
+        + sum(r["wall_s"] for r in compute["finetuning"].values())
+        + (compute.get("scoring_s") or 0.0)
+        + (compute.get("features_s") or 0.0)
     )
 
 

@@ -140,6 +140,9 @@ def combine_seeds(
         "icc_2_1_total_volume": _nanmean(
             [scored[s]["summary"].get("icc_2_1_total_volume") for s in seeds]
         ),
+        "merged_predictions": _nanmean(
+            [scored[s]["summary"].get("merged_predictions") for s in seeds]
+        ),
         "froc": froc,
         "per_exam": per_exam,
         "per_lesion": per_lesion,
