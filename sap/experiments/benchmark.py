@@ -33,7 +33,7 @@ from typing import Any
 from sap.experiments.benchmark_config import BenchmarkConfig, stage_key
 from sap.experiments.benchmark_data import FoldFiles, prepare_cohorts, split_cohort
 from sap.experiments.cv_splits import CrossValidation
-from sap.io import write_text_atomic
+from sap.io import cleanup_on_signals, write_text_atomic
 
 #: The record of a finished stage inside its folder.
 STAGE_FILE = "stage.json"
@@ -118,15 +118,35 @@ def run_jobs(stages: Stages, jobs: list[Job], workers: int, threads: int | None)
             results[job.name] = stages.run(job.name, job.folder, job.key, job.work)
         return [results[job.name] for job in jobs]
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(
+    pool = ProcessPoolExecutor(
         min(workers, len(todo)), mp_context=context, initializer=_start_worker, initargs=(threads,)
-    ) as pool:
-        futures = {pool.submit(_run_in_worker, stages.out, job): job for job in todo}
-        for future in as_completed(futures):
-            job = futures[future]
-            results[job.name] = future.result()
-            stages.ran.append(job.name)
+    )
+    try:
+        with cleanup_on_signals():  # SIGTERM/SIGHUP: raise here, so the workers are stopped
+            futures = {pool.submit(_run_in_worker, stages.out, job): job for job in todo}
+            for future in as_completed(futures):
+                job = futures[future]
+                results[job.name] = future.result()
+                stages.ran.append(job.name)
+    except BaseException:
+        _stop_workers(pool)
+        raise
+    pool.shutdown()
     return [results[job.name] for job in jobs]
+
+
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """Stop a failed or interrupted run's workers now: start no queued job, end running ones.
+
+    A job's folder is trusted only once its stage record is written, so ending it midway
+    loses that job's work and nothing else; a rerun redoes it.
+    """
+    processes = list(getattr(pool, "_processes", {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        process.join(timeout=30)
 
 
 def _start_worker(threads: int | None) -> None:
