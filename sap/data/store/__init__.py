@@ -21,14 +21,14 @@ read or decompressed per epoch.
   :class:`PatchStoreWarning` otherwise.
 
 Storage format: uncompressed ``.npy`` files opened as memory maps. Measured on one
-whole-body-like phantom case (2 x 256 x 192 x 800, 96^3 patches, warm page cache, one
-thread; ``benchmarks/store_format.py``, results in ``benchmarks/results/``): ``.npy``
-wrote in 0.4 s, used 338 MiB and read a patch (2 channels + label) in 5.4 ms; blosc2
-(zstd or lz4, shuffle, chunks 64^3-128^3 from the patch size, as nnU-Net v2) wrote in
-1.5-12 s, used 241-298 MiB (-12 to -29 %) and read a patch in 20-30 ms. Normalised MRI
-intensities are noise in their low bits and compress poorly, while decompression costs the
-CPU time that data-loader workers need, so memory maps feed 4-5x more patches per core for
-about a third more disk.
+whole-body-like phantom case (2 x 256 x 192 x 800, random 96^3 patches, warm page cache,
+one thread; ``benchmarks/store_format.py``, ``benchmarks/results/store_format.txt``):
+``.npy`` wrote in 0.3 s, used 338 MiB and read a patch (2 channels + label) in 3.4 ms;
+blosc2 (zstd or lz4 with shuffle, chunks and blocks from the patch size as nnU-Net v2
+chooses them) wrote in 2.6-6.2 s, used 241-266 MiB (21-29 % less) and read a patch in
+15-28 ms (4.5-8x slower). Normalised MRI intensities are noise in their low bits and
+compress poorly, while decompression spends the CPU time that data-loader workers need:
+memory maps feed several times more patches per core for about a third more disk.
 """
 
 from __future__ import annotations
