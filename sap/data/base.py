@@ -365,6 +365,7 @@ class SegmentationDataModule(L.LightningDataModule):
                 sampler=queue.sampler(),
                 num_workers=self.num_workers,
                 collate_fn=collate,
+                persistent_workers=self.num_workers > 0,  # no worker start-up per epoch
             )
         return DataLoader(
             queue,

@@ -22,7 +22,12 @@ import torch
 import torchio as tio
 
 from sap.data.cases import Case, case_to_subject
-from sap.data.transforms import RandomRot90, RandomScaleIntensity, RandomShiftIntensity
+from sap.data.transforms import (
+    PercentileRescale,
+    RandomRot90,
+    RandomScaleIntensity,
+    RandomShiftIntensity,
+)
 from sap.labels import CHANNELS
 
 # --------------------------------------------------------------------------------------
@@ -52,7 +57,7 @@ def preprocessing(
     Example:
         >>> transform = preprocessing(("T1", "b1000"), spacing_mm=4.0)
         >>> [t.name for t in transform.transforms]
-        ['ToCanonical', 'Resample', 'Resample', 'RescaleIntensity']
+        ['ToCanonical', 'Resample', 'Resample', 'PercentileRescale']
     """
     channels = list(channels)
     if not channels:
@@ -70,11 +75,7 @@ def preprocessing(
         )
         transforms.append(tio.Resample(target))
     if percentiles is not None:
-        transforms.append(
-            tio.RescaleIntensity(
-                out_min_max=(0, 1), percentiles=tuple(percentiles), include=channels
-            )
-        )
+        transforms.append(PercentileRescale(percentiles, include=channels))
     return tio.Compose(transforms)
 
 

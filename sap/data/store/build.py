@@ -261,7 +261,7 @@ def _check_or_build(
         num_workers=min(int(num_workers), len(pending)),
     )
     bar = tqdm(loader, total=len(pending), desc="patch store", unit="case", disable=not progress)
-    for case, (folder, status, reason) in zip(pending, bar):
+    for (folder, status, reason), case in zip(bar, pending):  # bar first: it reaches 100 %
         _trust(Path(folder))
         if status == "rebuilt":
             warnings.warn(
