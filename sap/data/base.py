@@ -351,7 +351,8 @@ class SegmentationDataModule(L.LightningDataModule):
             seed=self.seed,
             epoch_fn=self._trainer_epoch,
         )
-        transform = augmentation(**self.augmentation_kwargs) if self.augment else None
+        # Patches are fresh objects: augment them in place (no copy per transform).
+        transform = augmentation(**self.augmentation_kwargs, copy=False) if self.augment else None
         return StorePatchQueue(plans, StorePatches(views, self.patch_size, len(plans), transform))
 
     def train_dataloader(self) -> DataLoader:

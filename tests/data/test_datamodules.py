@@ -81,10 +81,13 @@ def test_split_is_by_case_reproducible_and_seeded(cohort: Path) -> None:
 # ---- lesion training epoch -------------------------------------------------------------
 
 
+@pytest.mark.parametrize("patch_store", [True, False])
 @pytest.mark.parametrize("ratio", [1.0, 0.5])
-def test_lesion_epoch_is_one_patch_per_lesion_plus_negatives(cohort: Path, ratio: float) -> None:
+def test_lesion_epoch_is_one_patch_per_lesion_plus_negatives(
+    cohort: Path, ratio: float, patch_store: bool
+) -> None:
     torch.manual_seed(0)
-    module = lesion_module(cohort, negative_ratio=ratio)
+    module = lesion_module(cohort, negative_ratio=ratio, patch_store=patch_store)
     queue = module.make_train_queue()
     train = [c.case_id for c in module.train_cases]
     expected = sum(instance_balanced_count(LESIONS[c], ratio) for c in train)
@@ -195,8 +198,11 @@ def case_ids_of(queue: PatchQueue | StorePatchQueue) -> list[str]:
     return [str(subjects[i]["case_id"]) for i in queue.subject_sampler]
 
 
-def test_ranks_see_disjoint_cases_that_cover_all_and_the_same_patch_count(cohort: Path) -> None:
-    module = lesion_module(cohort)
+@pytest.mark.parametrize("patch_store", [True, False])
+def test_ranks_see_disjoint_cases_that_cover_all_and_the_same_patch_count(
+    cohort: Path, patch_store: bool
+) -> None:
+    module = lesion_module(cohort, patch_store=patch_store)
     queues = [module.make_train_queue(num_replicas=2, rank=rank) for rank in (0, 1)]
     cases = [set(case_ids_of(q)) for q in queues]
     with_lesions = {c for c, n in LESIONS.items() if n and c != "p07"}
@@ -221,8 +227,11 @@ def test_ranks_see_disjoint_cases_that_cover_all_and_the_same_patch_count(cohort
     assert 0 <= extra <= max(instance_balanced_count(n, 1.0) for n in LESIONS.values())
 
 
-def test_subject_order_changes_every_epoch_and_follows_the_trainer(cohort: Path) -> None:
-    module = lesion_module(cohort)
+@pytest.mark.parametrize("patch_store", [True, False])
+def test_subject_order_changes_every_epoch_and_follows_the_trainer(
+    cohort: Path, patch_store: bool
+) -> None:
+    module = lesion_module(cohort, patch_store=patch_store)
     queue = module.make_train_queue()
     orders = []
     for epoch in range(4):
