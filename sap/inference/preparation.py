@@ -121,7 +121,7 @@ def prepare_case(
     stacked: torch.Tensor | None = None
     grid: tuple[tuple[int, ...], np.ndarray] | None = None
     for index, channel in enumerate(channels):
-        data, affine = case.read(channel)
+        data, affine = _owned(case, channel)
         if grid is None:
             reference_shape, reference_affine = tuple(int(n) for n in data.shape), affine
         data, affine = reorient(data, affine, "RAS")
@@ -152,6 +152,19 @@ def prepare_case(
         preprocessing_key=preprocessing_key(recipe),
         channels=channels,
     )
+
+
+def _owned(case: CaseChannels, channel: str) -> tuple[np.ndarray, np.ndarray]:
+    """A channel's voxels in an array this preparation may change in place.
+
+    A file is read into a new array; a DICOM series read earlier is held by ``case`` and
+    must stay as it is for the next model, so it is copied.
+    """
+    data, affine = case.read(channel)
+    source = case.sources.get(channel)
+    if isinstance(source, tuple) and np.shares_memory(data, source[0]):
+        data = data.copy()
+    return data, affine
 
 
 def reorient(

@@ -1,20 +1,14 @@
 """Specification of the patch store: keys, atomic builds, verification, and what it feeds.
 
 Each case is preprocessed once into ``<cache>/<case>.<key>/`` (channels, label map, class
-and lesion tables, manifest). These tests change sources and recipes, kill a build, damage
-entries, and compare what training and validation get from the store with the on-the-fly
-path.
+and lesion tables, manifest). These tests change sources and recipes, clear the store, and
+compare what training and validation get from the store with the on-the-fly path. Killed
+builds, damaged entries and an unwritable store: ``tests/faults/test_store_faults.py``.
 """
 
 from __future__ import annotations
 
 import math
-import os
-import signal
-import subprocess
-import sys
-import textwrap
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -30,14 +24,13 @@ from sap.data.preprocess import preprocessing
 from sap.data.samplers import LESION_COMPONENT
 from sap.data.store import (
     CACHE_DIR_ENV,
-    PatchStoreWarning,
     StoreRecipe,
     clear_store,
     open_store,
     resolve_cache_dir,
 )
 from sap.data.store import build as store_build
-from sap.data.store.entry import IMAGE, MANIFEST, label_file
+from sap.data.store.entry import MANIFEST
 from tests.helpers.data import write_nifti, write_small_cohort
 
 RECIPE = StoreRecipe(("T1", "b1000"), ("lesion",))
@@ -148,88 +141,7 @@ def test_the_store_folder_comes_from_the_argument_then_the_environment_then_the_
     assert resolve_cache_dir(tmp_path / "mine", tmp_path / "cases") == tmp_path / "mine"
 
 
-def test_a_read_only_store_folder_is_refused_with_the_way_out(cohort: Path) -> None:
-    blocked = cohort / "not-a-folder"
-    blocked.write_text("x")
-    with pytest.raises(PermissionError, match=r"not-a-folder.*--data.cache_dir.*SAP_CACHE_DIR"):
-        open_store(discover_cases(cohort), RECIPE, blocked / "store", progress=False)
-
-
 # ---- atomic builds and verification ---------------------------------------------------------
-
-KILLED_BUILD = textwrap.dedent(
-    """
-    import sys, time
-    from pathlib import Path
-    from sap.data.cases import discover_cases
-    from sap.data.store import StoreRecipe, open_store
-    from sap.data.store import build
-
-    real = build.write_array
-
-    def write_then_hang(folder, name, array):
-        record = real(folder, name, array)
-        Path(sys.argv[2]).write_text("image written")
-        time.sleep(120)  # killed here, half-way through the entry
-        return record
-
-    build.write_array = write_then_hang
-    cases = discover_cases(sys.argv[1])
-    open_store(cases[:1], StoreRecipe(("T1", "b1000"), ("lesion",)), Path(sys.argv[1]).parent / "store")
-    """
-)
-
-
-def test_a_killed_build_leaves_nothing_trusted_and_is_redone(cohort: Path) -> None:
-    marker = cohort.parent / "marker"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    process = subprocess.Popen(
-        [sys.executable, "-c", KILLED_BUILD, str(cohort), str(marker)],
-        env=env,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while not marker.exists():
-            assert process.poll() is None, process.stderr.read().decode()  # type: ignore[union-attr]
-            assert time.monotonic() < deadline, "the build never started"
-            time.sleep(0.1)
-        process.send_signal(signal.SIGKILL)
-    finally:
-        process.wait()
-    cache = cohort.parent / "store"
-    leftovers = [p.name for p in cache.iterdir()]
-    assert entry_folders(cache) == set(), "no entry may be trusted after a killed build"
-    assert len(leftovers) == 1 and leftovers[0].startswith(".tmp~")
-    assert (cache / leftovers[0] / IMAGE).exists(), "killed half-way: the image was written"
-
-    (entry,) = open_store(discover_cases(cohort)[:1], RECIPE, cache, progress=False)
-
-    assert [p.name for p in cache.iterdir()] == [entry.folder.name], "leftover removed"
-    assert entry.image.shape[0] == 2 and len(entry.lesions()) > 0
-
-
-@pytest.mark.parametrize("damage", ["flipped bytes", "truncated", "manifest missing"])
-def test_a_damaged_entry_is_detected_and_rebuilt_with_a_warning(cohort: Path, damage: str) -> None:
-    cache = cohort.parent / "store"
-    cases = discover_cases(cohort)[:1]
-    (entry,) = open_store(cases, RECIPE, cache, progress=False)
-    image, label = np.array(entry.image), np.array(entry.label("lesion"))
-    if damage == "flipped bytes":
-        with open(entry.folder / IMAGE, "r+b") as stream:
-            stream.seek(-100, os.SEEK_END)
-            stream.write(b"\xff" * 8)
-    elif damage == "truncated":
-        with open(entry.folder / label_file("lesion"), "r+b") as stream:
-            stream.truncate(200)
-    else:
-        (entry.folder / MANIFEST).unlink()
-    reason = {"flipped bytes": "checksum", "truncated": "bytes", "manifest missing": "missing"}
-
-    with pytest.warns(PatchStoreWarning, match=rf"case_0.*{reason[damage]}.*rebuilt"):
-        (rebuilt,) = open_store(cases, RECIPE, cache, progress=False)
-
-    assert np.array_equal(rebuilt.image, image) and np.array_equal(rebuilt.label("lesion"), label)
 
 
 def test_clear_store_removes_only_what_the_store_wrote(cohort: Path) -> None:

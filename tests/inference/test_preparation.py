@@ -11,7 +11,7 @@ import torchio as tio
 
 from sap.data.preprocess import preprocessing
 from sap.data.transforms import PercentileRescale, rescale_percentiles_
-from sap.inference.inputs import open_case
+from sap.inference.inputs import CaseChannels, open_case
 from sap.inference.preparation import prepare_case
 from sap.recipe import ModelRecipe
 from tests.helpers.inference import blob_volume, dwi_affine, oblique_lps_affine, write_case
@@ -63,6 +63,19 @@ def test_prepared_input_equals_the_training_preprocessing(
 
     assert torch.equal(prepared.image, stacked), "bitwise what training sees"
     assert np.allclose(prepared.model_affine, expected["T1"].affine, atol=1e-9)
+
+
+def test_arrays_held_by_the_case_are_not_changed(cases) -> None:
+    """DICOM channels are held in memory by the case; preparing twice gives the same input."""
+    arrays = {c: open_case(cases["own grid"], ["T1", "b1000"]).read(c) for c in ("T1", "b1000")}
+    held = CaseChannels("dicom", {c: (data, affine) for c, (data, affine) in arrays.items()})
+    before = {c: data.copy() for c, (data, _) in arrays.items()}
+
+    first = prepare_case(held, recipe())
+    second = prepare_case(held, recipe())
+
+    assert torch.equal(first.image, second.image)
+    assert all(np.array_equal(arrays[c][0], before[c]) for c in before)
 
 
 def test_percentile_rescale_is_bitwise_torchio_rescale_intensity() -> None:
