@@ -174,7 +174,11 @@ def run_aggregator(which: str, args: argparse.Namespace) -> dict:
 
 
 def prepare_e2e(work: Path, shape: tuple[int, int, int], patch: int) -> tuple[Path, Path]:
-    """A whole-body-sized phantom case and a tiny exported lesion model (reused if present)."""
+    """A whole-body-sized phantom case and a tiny exported lesion model (reused if present).
+
+    The model marks lesion where the normalised DWI exceeds 0.9, so its output is as sparse
+    as a real one (the lesion report's cost grows with the predicted lesion voxels).
+    """
     import torch
 
     from sap.phantom import generate_cohort
@@ -191,12 +195,18 @@ def prepare_e2e(work: Path, shape: tuple[int, int, int], patch: int) -> tuple[Pa
     if not (model_dir / "config.json").exists():
         from sap.backbones import build_backbone
 
-        torch.manual_seed(0)
         model = build_backbone("benchmark_tiny", 2, 2)
+        with torch.no_grad():  # lesion where normalised b1000 > 0.9: ~1.5 % of the phantom
+            for parameter in model.parameters():
+                parameter.zero_()
+            model.enc.weight[0, 1, 1, 1, 1] = 1.0
+            model.dec.gain.fill_(1.0)
+            model.head.weight[1, 0] = 40.0
+            model.head.bias[1] = -36.0
         recipe = ModelRecipe(backbone="benchmark_tiny", labels=["background", "lesion"],
                              task="lesion", patch_size=(patch,) * 3)  # fmt: skip
         config = ModelConfig(recipe=recipe, name="benchmark-tiny",
-                             description="Random weights, for timing only.",
+                             description="Thresholds DWI, for timing only.",
                              training_data=TrainingData("none", synthetic=True, num_cases=0))  # fmt: skip
         save_pretrained(model, model_dir, config)
     return case, model_dir
@@ -332,6 +342,7 @@ def main(argv=None) -> int:
     parser.add_argument("--e2e", action="store_true", help="sap predict vs MONAI transforms")
     parser.add_argument("--work", type=Path, default=None, help="e2e: folder kept between runs")
     parser.add_argument("--run", choices=("ours", "monai"), help=argparse.SUPPRESS)
+    parser.add_argument("--prepare", action="store_true", help=argparse.SUPPRESS)
     for hidden in ("--case", "--model-dir", "--out"):
         parser.add_argument(hidden, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -339,6 +350,10 @@ def main(argv=None) -> int:
     if args.run:
         result = run_e2e(args.run, args) if args.e2e else run_aggregator(args.run, args)
         print(json.dumps(result))
+        return 0
+    if args.prepare:
+        case, model_dir = prepare_e2e(args.work, tuple(args.shape), args.patch)
+        print(json.dumps([str(case), str(model_dir)]))
         return 0
 
     common = ["--shape", *map(str, args.shape), "--patch", str(args.patch), "--overlap",
@@ -364,7 +379,15 @@ def main(argv=None) -> int:
 
     work = args.work or Path(tempfile.mkdtemp(prefix="sap-e2e-"))
     start = time.perf_counter()
-    case, model_dir = prepare_e2e(work, tuple(args.shape), args.patch)
+    # In a child: the phantom generator's peak must not be inherited by the measured runs
+    # (Linux keeps ru_maxrss across fork and exec).
+    prepared = subprocess.run(
+        [sys.executable, __file__, "--prepare", "--work", str(work), *common],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    if prepared.returncode:
+        raise RuntimeError(f"preparing the case failed:\n{prepared.stderr[-3000:]}")
+    case, model_dir = (Path(p) for p in json.loads(prepared.stdout.strip().splitlines()[-1]))
     print(f"e2e: phantom case and model ready in {time.perf_counter() - start:.0f} s ({work})")
     forwarded = [*common, "--e2e", "--case", str(case), "--model-dir", str(model_dir),
                  "--out", str(work / "out")]  # fmt: skip
