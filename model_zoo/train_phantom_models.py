@@ -20,7 +20,9 @@ the export folders into ``sap/zoo_bundled/<name>/``, the catalogue entries
 ``model_zoo/<name>.yaml`` (sha256, size, metrics, command, runtime, evaluation cohort) and
 regenerates ``model_zoo/README.md``. Intermediate files (phantoms, checkpoints, logs) go to
 ``--work-dir`` (default ``runs/phantom_zoo``). ``--quick`` is a smoke run that writes only
-into the work folder.
+into the work folder. ``--recard`` trains nothing: it rewrites the bundled models'
+``config.json`` and model cards from the texts below (same weights, same sha256, same
+measured metrics).
 
 Metrics are measured the way a user would get them: :class:`sap.inference.Predictor` on the
 bundled model (Gaussian sliding window, overlap 0.5, skeleton majority vote) on held-out
@@ -194,29 +196,69 @@ def training_cohorts(work: Path, settings: Settings) -> tuple[Path, Path]:
 # ---------------------------------------------------------------------------- bundling
 
 
+def skeleton_card(settings: Settings) -> dict[str, Any]:
+    """Model-card metadata of the skeleton model (everything but its measured metrics)."""
+    from sap.zoo import TrainingData
+
+    return {
+        "name": SKELETON_NAME,
+        "description": "Demo skeleton model: a tiny U-Net trained to segment 9 bone regions on "
+        "synthetic whole-body MRI phantoms (T1 + DWI b1000). For demos, tests and tutorials only.",
+        "training_data": TrainingData(
+            f"{settings.healthy} healthy phantoms from sap.phantom.generate_cohort (seed "
+            f"{settings.seed}); synthetic T1 and b1000 volumes with a 10-label skeleton.",
+            synthetic=True,
+            num_cases=settings.healthy,
+        ),
+        "metrics_description": f"Mean over {settings.eval_healthy} held-out healthy phantoms "
+        f"(generate_cohort seed {eval_seed(settings, 'skeleton')}); "
+        + EVALUATION_TEXT.format(extra=", connected-component majority vote"),
+        "base_model": "",
+    }
+
+
+def lesion_card(settings: Settings) -> dict[str, Any]:
+    """Model-card metadata of the lesion model (everything but its measured metrics)."""
+    from sap.zoo import TrainingData
+
+    return {
+        "name": LESION_NAME,
+        "description": f"Demo lesion model: fine-tuned from {SKELETON_NAME} the SAP way (encoder "
+        "and decoder transferred, fresh 2-class head, lower encoder learning rate) on synthetic "
+        "metastatic phantoms. For demos, tests and tutorials only.",
+        "training_data": TrainingData(
+            f"{settings.metastatic} metastatic phantoms from sap.phantom.generate_cohort "
+            f"(seed {settings.seed + 1}); initialised from {SKELETON_NAME}.",
+            synthetic=True,
+            num_cases=settings.metastatic,
+        ),
+        "metrics_description": f"Medians over {settings.eval_metastatic} held-out metastatic "
+        f"phantoms (generate_cohort seed {eval_seed(settings, 'lesion')}); lesion-level "
+        "detection as in the paper; "
+        + EVALUATION_TEXT.format(extra=f", threshold {settings.threshold}"),
+        "base_model": SKELETON_NAME,
+    }
+
+
+def recard(bundled_dir: Path, settings: Settings) -> list[Path]:
+    """Rewrite the bundled models' metadata and cards; weights and metrics stay."""
+    from sap.zoo.export import rewrite_metadata
+
+    folders = []
+    for card in (skeleton_card(settings), lesion_card(settings)):
+        folder = bundled_dir / card["name"]
+        rewrite_metadata(folder, **card)
+        folders.append(folder)
+    return folders
+
+
 def bundle(
-    checkpoint: Path,
-    out_dir: Path,
-    name: str,
-    description: str,
-    training_data: str,
-    num_cases: int,
-    metrics: dict[str, float],
-    metrics_description: str,
+    checkpoint: Path, out_dir: Path, card: dict[str, Any], metrics: dict[str, float]
 ) -> Path:
     """Export ``checkpoint`` into ``out_dir`` with its model-card metadata."""
-    from sap.zoo import TrainingData, export_checkpoint, read_config
+    from sap.zoo import export_checkpoint, read_config
 
-    folder = export_checkpoint(
-        checkpoint,
-        out_dir,
-        name=name,
-        description=description,
-        training_data=TrainingData(training_data, synthetic=True, num_cases=num_cases),
-        metrics=metrics,
-        metrics_description=metrics_description,
-        overwrite=True,
-    )
+    folder = export_checkpoint(checkpoint, out_dir, **card, metrics=metrics, overwrite=True)
     size = read_config(folder).weights.size_bytes
     if size > MAX_BUNDLED_BYTES:
         raise SystemExit(
@@ -250,20 +292,7 @@ def bundle_skeleton(
 
     cases = evaluation_cases(work, settings, "skeleton")
     metrics = evaluate_skeleton(load_pretrained(run.checkpoint), cases)
-    folder = bundle(
-        run.checkpoint,
-        bundled_dir / SKELETON_NAME,
-        SKELETON_NAME,
-        "Demo skeleton model: a tiny U-Net trained to segment 9 bone regions on synthetic "
-        "whole-body MRI phantoms (T1 + DWI b1000). For demos, tests and tutorials only.",
-        f"{settings.healthy} healthy phantoms from sap.phantom.generate_cohort (seed {settings.seed}); "
-        "synthetic T1 and b1000 volumes with a 10-label skeleton.",
-        settings.healthy,
-        metrics,
-        f"Mean over {settings.eval_healthy} held-out healthy phantoms (generate_cohort seed "
-        f"{eval_seed(settings, 'skeleton')}); "
-        + EVALUATION_TEXT.format(extra=", connected-component majority vote"),
-    )
+    folder = bundle(run.checkpoint, bundled_dir / SKELETON_NAME, skeleton_card(settings), metrics)
     write_entry(
         folder,
         zoo_dir,
@@ -299,21 +328,7 @@ def bundle_lesion(
     cases = evaluation_cases(work, settings, "lesion")
     metrics = evaluate_lesions(load_pretrained(run.checkpoint), cases, settings.threshold)
     lesion_seed = settings.seed + settings.lesion_seed_offset
-    folder = bundle(
-        run.checkpoint,
-        bundled_dir / LESION_NAME,
-        LESION_NAME,
-        f"Demo lesion model: fine-tuned from {SKELETON_NAME} the SAP way (encoder and decoder "
-        "transferred, fresh 2-class head, lower encoder learning rate) on synthetic metastatic "
-        "phantoms. For demos, tests and tutorials only.",
-        f"{settings.metastatic} metastatic phantoms from sap.phantom.generate_cohort "
-        f"(seed {settings.seed + 1}); initialised from {SKELETON_NAME}.",
-        settings.metastatic,
-        metrics,
-        f"Medians over {settings.eval_metastatic} held-out metastatic phantoms (generate_cohort seed "
-        f"{eval_seed(settings, 'lesion')}); lesion-level detection as in the paper; "
-        + EVALUATION_TEXT.format(extra=f", threshold {settings.threshold}"),
-    )
+    folder = bundle(run.checkpoint, bundled_dir / LESION_NAME, lesion_card(settings), metrics)
     write_entry(
         folder,
         zoo_dir,
@@ -343,7 +358,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--quick", action="store_true", help="smoke run; writes only into --work-dir"
     )
+    parser.add_argument(
+        "--recard",
+        action="store_true",
+        help="rewrite the bundled models' config.json and cards only (no training)",
+    )
     args = parser.parse_args(argv)
+    if args.recard:
+        for folder in recard(args.bundled_dir, Settings()):
+            print(f"rewrote the metadata and card of {folder}")
+        return 0
 
     import torch
 

@@ -14,15 +14,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from sap.configs import config_path, list_configs
+    from sap.errors import UserError
 
     if args.action == "list":
         for name in list_configs():
             print(name)
         return 0
     if not args.name:
-        raise SystemExit(
-            f"sap configs {args.action}: give a config name; one of {', '.join(list_configs())}"
-        )
+        raise UserError(f"give a config name; one of {', '.join(list_configs())}.")
     path = config_path(args.name)
     print(path.read_text(encoding="utf-8") if args.action == "show" else path)
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 
@@ -32,7 +33,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--quick", action="store_true", help="a much smaller run (a smoke test, about a minute)"
     )
     parser.add_argument(
-        "--overwrite", action="store_true", help="reuse an existing non-empty output folder"
+        "--overwrite", action="store_true", help="reuse the folder of an earlier 'sap demo'"
     )
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     parser.set_defaults(func=run)
@@ -41,7 +42,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from sap.experiments.demo import DemoSettings, quick_settings, run_demo
+    from sap.experiments.demo import DemoSettings, check_settings, quick_settings, run_demo
 
     overrides = {
         "seed": args.seed,
@@ -53,7 +54,9 @@ def run(args: argparse.Namespace) -> int:
         **{key: value for key, value in overrides.items() if value is not None},
     )
     try:
+        check_settings(settings)  # before the phantom is generated
         run_demo(args.out, settings, progress=not args.no_progress, overwrite=args.overwrite)
-    except FileExistsError as error:
-        raise SystemExit(f"sap demo: {error}") from None
+    except (ValueError, FileExistsError) as error:  # settings, output folder
+        print(f"sap demo: error: {error}", file=sys.stderr)
+        return 2
     return 0

@@ -14,6 +14,15 @@ With ``--prob`` the FROC is added, predictions are binarised at ``--threshold`` 
 0.5), or at the threshold that maximises the mean patient-level F2 on a tuning fold given by
 ``--tune-on DIR`` (probability maps, references from ``--tune-ref``, default ``--ref``).
 
+Writes per_exam.csv, per_lesion.csv, false_positives.csv, summary.json, figures and one
+picture per case (cases/<case_id>.png: detected, missed and false-positive lesions). Cases
+whose prediction looks degenerate (one component over many lesions, most of the body
+predicted, a near-constant probability map) are printed as warnings and listed in
+summary.json; their detection numbers are not meaningful (docs/metrics.md).
+
+``--out DIR`` is written whole: it must lie outside the input folders and be new, empty, or
+(with ``--overwrite``) an earlier ``sap evaluate`` output.
+
 ``sap evaluate compare A/summary.json B/summary.json ...`` prints the paper-style table of
 several models with p-values against the first.
 """
@@ -85,6 +94,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG figures")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace an earlier 'sap evaluate' output in --out"
+    )
     modes = parser.add_subparsers(dest="evaluate_mode", metavar="{compare}")
     compare = modes.add_parser(
         "compare",
@@ -101,6 +113,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     compare.add_argument(
         "--out", type=Path, default=None, help="also write comparison.md and comparison.json here"
+    )
+    compare.add_argument(
+        "--overwrite", action="store_true", help="replace an earlier comparison in --out"
     )
     parser.set_defaults(func=run)
 
@@ -123,10 +138,27 @@ def run(args: argparse.Namespace) -> int:
     if args.threshold is not None and not args.prob:
         print("sap evaluate: --threshold applies to probability maps: add --prob.", file=sys.stderr)
         return 2
+    from sap.io import check_output_folder, check_outside_inputs, stop_status
     from sap.metrics.detection import DetectionSettings
-    from sap.metrics.folders import evaluate_folders
+    from sap.metrics.folders import COMMAND, check_options, evaluate_folders
     from sap.metrics.summary import BootstrapSettings
 
+    inputs = [p for p in (args.pred, args.ref, args.tune_on, args.tune_ref) if p is not None]
+    try:  # every setting and the output folder, before any file is read
+        settings = DetectionSettings(
+            connectivity=args.connectivity,
+            min_volume_ml=args.min_volume_ml,
+            nsd_tolerance_mm=args.nsd_tolerance_mm,
+            nsd_variant=args.nsd_variant,
+            beta=args.beta,
+        )
+        bootstrap = BootstrapSettings(n_resamples=args.bootstrap, seed=args.seed)
+        check_options(args.threshold, args.min_prob, bootstrap)
+        check_outside_inputs(args.out, inputs)
+        check_output_folder(args.out, COMMAND, overwrite=args.overwrite)
+    except (ValueError, OSError) as error:
+        print(f"sap evaluate: {error}", file=sys.stderr)
+        return 2
     try:
         with _warnings_printed():
             result = evaluate_folders(
@@ -136,33 +168,53 @@ def run(args: argparse.Namespace) -> int:
                 threshold=args.threshold,
                 tune_dir=args.tune_on,
                 tune_ref_dir=args.tune_ref,
-                settings=DetectionSettings(
-                    connectivity=args.connectivity,
-                    min_volume_ml=args.min_volume_ml,
-                    nsd_tolerance_mm=args.nsd_tolerance_mm,
-                    nsd_variant=args.nsd_variant,
-                    beta=args.beta,
-                ),
+                settings=settings,
                 min_prob=args.min_prob,
-                bootstrap=BootstrapSettings(n_resamples=args.bootstrap, seed=args.seed),
+                bootstrap=bootstrap,
                 ref_file=args.ref_file,
                 healthy_as_empty=args.healthy_as_empty,
                 progress=not args.no_progress,
             )
-        paths = result.write(args.out, plots=not args.no_plots)
-    except (FileNotFoundError, ValueError) as error:
+        paths = result.write(
+            args.out,
+            plots=not args.no_plots,
+            overwrite=args.overwrite,
+            progress=not args.no_progress,
+        )
+    except (FileNotFoundError, ValueError) as error:  # missing or unusable predictions
         print(f"sap evaluate: {error}", file=sys.stderr)
         return 1
+    except OSError as error:  # the output folder (changed meanwhile), a full disk
+        print(f"sap evaluate: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM turned into sap.io.Terminated
+        name, status = stop_status(stop)
+        print(f"sap evaluate: stopped ({name}); {args.out} was left as it was.", file=sys.stderr)
+        return status
     print(result.table(), end="")
     if result.threshold is not None:
         tuned = " (tuned)" if result.tuning is not None else ""
         print(f"threshold: {result.threshold:.6g}{tuned}")
-    print(f"wrote {', '.join(sorted(p.name for p in paths.values()))} to {args.out}")
+    flagged = sorted(result.summary.get("degenerate", {}))
+    if flagged:
+        print(
+            f"degenerate predictions: {len(flagged)} case(s) ({', '.join(flagged[:10])}"
+            f"{', ...' if len(flagged) > 10 else ''}); see 'degenerate' in summary.json"
+        )
+    print(f"wrote {_written(paths)} to {args.out}")
     return 0
+
+
+def _written(paths: dict[str, Path]) -> str:
+    """The written files by name, the per-case pictures as one entry."""
+    names = sorted(p.name for key, p in paths.items() if not key.startswith("case:"))
+    pictures = sum(key.startswith("case:") for key in paths)
+    return ", ".join(names + ([f"cases/ ({pictures} pictures)"] if pictures else []))
 
 
 def run_compare(args: argparse.Namespace) -> int:
     """``sap evaluate compare``: print (and optionally write) the comparison table."""
+    from sap.io import replace_folder
     from sap.metrics.comparison import compare_summary_files
     from sap.metrics.report import write_comparison
 
@@ -178,9 +230,19 @@ def run_compare(args: argparse.Namespace) -> int:
     except (FileNotFoundError, ValueError) as error:
         print(f"sap evaluate compare: {error}", file=sys.stderr)
         return 1
-    print(table, end="")
     if args.out is not None:
-        write_comparison(rows, table, args.out)
+        try:
+            replace_folder(
+                args.out,
+                "sap evaluate compare",
+                lambda folder: write_comparison(rows, table, folder),
+                overwrite=args.overwrite,
+                inputs=[path.parent for path in args.summaries],
+            )
+        except OSError as error:
+            print(f"sap evaluate compare: {error}", file=sys.stderr)
+            return 2
+    print(table, end="")
     return 0
 
 
@@ -188,15 +250,18 @@ def run_compare(args: argparse.Namespace) -> int:
 def _warnings_printed():
     """Print the library's evaluation warnings as ``sap evaluate: warning: ...`` lines."""
     from sap.metrics.case_files import EvaluationWarning
+    from sap.metrics.degenerate import DegeneratePredictionWarning
 
+    ours = (EvaluationWarning, DegeneratePredictionWarning)
     caught: list[warnings.WarningMessage] = []
     try:
         with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", EvaluationWarning)
+            for category in ours:
+                warnings.simplefilter("always", category)
             yield
     finally:
         for warning in caught:
-            if issubclass(warning.category, EvaluationWarning):
+            if issubclass(warning.category, ours):
                 print(f"sap evaluate: warning: {warning.message}", file=sys.stderr)
             else:
                 warnings.showwarning(

@@ -23,7 +23,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
             "'sap fit' and the data modules read. Same seed, same cohort."
         ),
     )
-    parser.add_argument("out", type=Path, help="cohort folder to create (must be new or empty)")
+    parser.add_argument(
+        "out", type=Path, help="cohort folder to create (new or empty; see --overwrite)"
+    )
     parser.add_argument(
         "--healthy", type=int, default=4, metavar="N", help="healthy cases (default: 4)"
     )
@@ -62,7 +64,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--png", action="store_true", help="also write a coronal preview.png per case"
     )
     parser.add_argument(
-        "--overwrite", action="store_true", help="write into an existing non-empty folder"
+        "--overwrite",
+        action="store_true",
+        help="replace an earlier cohort written by 'sap phantom' (nothing else is replaced)",
     )
     parser.add_argument("--quiet", action="store_true", help="print only the final line")
     parser.set_defaults(func=run)
@@ -70,6 +74,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Generate the cohort; 0 on success, 2 on a usage problem (message on stderr)."""
+    from sap.io import stop_status
     from sap.phantom import generate_cohort
 
     factors = args.dwi_downsample
@@ -91,9 +96,13 @@ def run(args: argparse.Namespace) -> int:
             overwrite=args.overwrite,
             progress=None if args.quiet else (lambda line: print(f"[sap phantom] {line}")),
         )
-    except (FileExistsError, NotADirectoryError, ValueError) as error:
+    except (OSError, ValueError) as error:  # the output folder, a full disk, bad settings
         print(f"sap phantom: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM turned into sap.io.Terminated
+        name, status = stop_status(stop)
+        print(f"sap phantom: stopped ({name}); {args.out} was left as it was.", file=sys.stderr)
+        return status
     print(
         f"[sap phantom] wrote {len(folders)} cases to {args.out} "
         f"({time.perf_counter() - start:.1f} s); details in {args.out / 'cohort.json'}"

@@ -94,7 +94,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "folder (repeatable); by default series are matched by description",
     )
     parser.add_argument("--png", action="store_true", help="write overview.png (coronal MIP)")
-    parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an earlier 'sap predict' output in OUT (without it, a rerun with the same "
+        "settings resumes: finished cases are skipped)",
+    )
     parser.add_argument(
         "--no-memory-check",
         action="store_true",
@@ -106,6 +111,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from sap.inference.pipeline import predict_from_files
+    from sap.io import stop_status
 
     try:
         result = predict_from_files(
@@ -128,12 +134,21 @@ def run(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
         )
     except (ValueError, LookupError, OSError, RuntimeError, MemoryError) as error:
-        # Wrong or unknown models (ValueError, LookupError), unreadable files and existing
-        # outputs (OSError), Hub problems (RuntimeError), too little memory (MemoryError).
+        # Wrong or unknown models (ValueError, LookupError), unreadable files and unusable
+        # output folders (OSError), Hub problems (RuntimeError), too little memory (MemoryError).
         print(f"sap predict: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM turned into sap.io.Terminated
+        name, status = stop_status(stop)
+        print(
+            f"sap predict: stopped ({name}). Finished cases are kept in {args.out} and "
+            "unfinished ones removed; run the same command again to resume.",
+            file=sys.stderr,
+        )
+        return status
+    skipped = f", {len(result.skipped)} finished earlier" if result.skipped else ""
     print(
-        f"sap predict: {len(result.reports)} case(s) written to {args.out}"
+        f"sap predict: {len(result.reports)} case(s) written to {args.out}{skipped}"
         + (f"; {len(result.errors)} failed: {sorted(result.errors)}" if result.errors else "")
     )
     return 1 if result.errors else 0

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from sap.errors import MissingPathError
+
 CONFIG_DIR = Path(__file__).resolve().parent
 
 
@@ -18,7 +20,12 @@ def list_configs() -> list[str]:
 
 
 def config_path(name: str) -> Path:
-    """Path of a packaged config by name (with or without ``.yaml``)."""
+    """Path of a packaged config by name (with or without ``.yaml``).
+
+    Raises:
+        MissingPathError: no such config (a ``FileNotFoundError``); the message lists the
+            packaged names and close matches.
+    """
     stem = name[:-5] if name.endswith(".yaml") else name
     path = CONFIG_DIR / f"{stem}.yaml"
     if not path.is_file():
@@ -26,7 +33,7 @@ def config_path(name: str) -> Path:
 
         close = difflib.get_close_matches(stem, list_configs(), n=3)
         hint = f" Did you mean {', '.join(close)}?" if close else ""
-        raise FileNotFoundError(
+        raise MissingPathError(
             f"No packaged config named {name!r}; available: {', '.join(list_configs())}.{hint}"
         )
     return path
@@ -44,6 +51,6 @@ def resolve_config_argument(argv: list[str]) -> list[str]:
         if value is None or Path(value).exists():
             continue
         if "/" in value or "\\" in value:
-            raise FileNotFoundError(f"Config file {value} does not exist")
+            raise MissingPathError(f"Config file {value} does not exist.")
         resolved[position] = prefix + str(config_path(value))
     return resolved

@@ -36,6 +36,7 @@ _EXPORTS: dict[str, str] = {
     "CaseProblem": "problems",
     "CaseValidationError": "problems",
     # validation
+    "ImplausibleSpacingWarning": "validation",
     "validate_cases": "validation",
     # transforms
     "PadToMinimumShape": "transforms",

@@ -1,8 +1,10 @@
 """Read a CSV manifest: one row per case, one column of file paths per channel and label map.
 
-Columns: ``case_id``, one per channel (``T1``, ``b1000``) and optional ``skeleton`` and
-``lesion``; an empty label cell means the case has no such map. Relative paths are resolved
-against the manifest's folder. ``.tsv`` files are read tab-separated.
+Columns: ``case_id`` (a plain name, since it becomes a folder name), one per channel
+(``T1``, ``b1000``) and optional ``skeleton`` and ``lesion``; an empty label cell means the
+case has no such map. Relative paths are resolved against the manifest's folder. ``.tsv``
+files are read tab-separated; a ``.csv`` whose header holds ``;`` and no ``,`` (as spreadsheets
+in many locales save it) is read ``;``-separated. A UTF-8 byte-order mark is ignored.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sap.data.problems import CaseProblem, CaseValidationError, missing_file_problem
+from sap.io import plain_name_problem
 from sap.labels import TASK_LABELS
 
 
@@ -83,6 +86,16 @@ def read_manifest(
                     "give every row a unique id",
                 )
             )
+        elif (problem := plain_name_problem(case_id)) is not None:
+            problems.append(
+                CaseProblem(
+                    None,
+                    manifest,
+                    f"row {row_number}: case_id is not a plain name: {problem}",
+                    "a case id becomes a folder name: use letters, digits, '-', '_' and '.', "
+                    "with no path separators",
+                )
+            )
         elif case_id in first_row:
             problems.append(
                 CaseProblem(
@@ -103,6 +116,10 @@ def _read_table(manifest: Path) -> tuple[list[str], list[dict[str, str]]]:
     delimiter = "\t" if manifest.suffix.lower() == ".tsv" else ","
     try:
         with manifest.open(newline="", encoding="utf-8-sig") as handle:
+            header = handle.readline()
+            if delimiter == "," and ";" in header and "," not in header:
+                delimiter = ";"  # a spreadsheet saved "CSV" with the locale's separator
+            handle.seek(0)
             reader = csv.DictReader(handle, delimiter=delimiter)
             columns = [c.strip() for c in reader.fieldnames or []]
             rows = [

@@ -1,9 +1,12 @@
-"""Check every file of every case before training starts; report all problems at once.
+"""Check every file of every case before it is used; report all problems at once.
 
-Why up front: a truncated file or a label map drawn on another scan otherwise surfaces hours
-into training, deep inside a data-loader worker, as a stack trace that names neither the
-case nor the file. :func:`validate_cases` reads every header and every voxel once (through
-:func:`sap.volume.open_volume`) and raises one :class:`~sap.data.problems.CaseValidationError`.
+One validation for training and prediction: :func:`validate_cases` (``sap fit``) checks whole
+cohorts up front; ``sap predict`` runs the same channel checks per case
+(:func:`open_channels`, then :func:`read_channel` after its memory check), so both accept and
+refuse the same scans. Why up front: a truncated file or a label map drawn on another scan
+otherwise surfaces hours into training, deep inside a data-loader worker, as a stack trace
+that names neither the case nor the file. Every file goes through
+:func:`sap.volume.open_volume`; problems are :class:`~sap.data.problems.CaseProblem` items.
 
 Decisions worth knowing:
 
@@ -12,13 +15,20 @@ Decisions worth knowing:
 * Label maps must lie on the grid of the first channel (``T1``): same shape, and every voxel
   centre within ``grid_tolerance_voxels`` (default 0.1) of a T1 voxel spacing of where T1
   puts it. That absorbs float rounding between sform/qform and tools, but not a real shift.
-  Other channels (DWI) may lie on any grid that overlaps T1: preprocessing resamples them.
+  Other channels (DWI) may lie on any grid that covers at least :data:`MIN_CHANNEL_OVERLAP`
+  of T1's field of view: preprocessing resamples them, and where they are missing the model
+  would see zeros.
+* A voxel spacing outside :data:`PLAUSIBLE_SPACING_MM` is almost always a header written in
+  metres or micrometres; every volume (and the minimum lesion volume) would be off by 10⁹.
+  Training refuses it; prediction warns (:class:`ImplausibleSpacingWarning`) and goes on.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -29,6 +39,15 @@ from sap.volume import VolumeFile, VolumeReadError, grid_offset_mm, open_volume,
 
 #: Records one problem of the case being checked: ``report(path, problem, hint)``.
 _Report = Callable[[Path | None, str, str], None]
+
+#: Smallest fraction of the first channel's (T1's) field of view every other channel covers.
+MIN_CHANNEL_OVERLAP = 0.7
+#: Voxel spacing in mm that MRI plausibly has; outside it the header's unit is wrong.
+PLAUSIBLE_SPACING_MM: tuple[float, float] = (0.2, 20.0)
+
+
+class ImplausibleSpacingWarning(UserWarning):
+    """An image's voxel spacing lies outside :data:`PLAUSIBLE_SPACING_MM`."""
 
 
 def validate_cases(
@@ -41,11 +60,11 @@ def validate_cases(
     """Check that every case can be loaded and trained on; raise one error listing all problems.
 
     Checks, per file: it exists and is readable; it holds a single 3D volume (trailing
-    singleton dimensions are fine); its affine is finite and invertible. With
-    ``check_voxels`` (the default) the voxel data is read once per file, which also catches
-    truncated files: images must be finite (no NaN/Inf) and not constant; label maps must
-    hold integers within their label map. Label maps must lie on the first channel's grid;
-    other channels only need to overlap it in space.
+    singleton dimensions are fine); its affine is finite and invertible, with a plausible
+    voxel spacing. With ``check_voxels`` (the default) the voxel data is read once per file,
+    which also catches truncated or corrupt files: images must be real-valued, finite (no
+    NaN/Inf) and not constant; label maps must hold integers within their label map. Label
+    maps must lie on the first channel's grid; other channels must cover most of it.
 
     Args:
         cases: cases from :func:`~sap.data.cases.discover_cases` (or built by hand).
@@ -84,31 +103,97 @@ def validate_cases(
         raise CaseValidationError(problems, context="in the input data")
 
 
+def open_channels(
+    case_id: str,
+    images: Mapping[str, Path | VolumeFile],
+    *,
+    implausible_spacing: Literal["refuse", "warn"] = "refuse",
+) -> tuple[dict[str, VolumeFile], list[CaseProblem]]:
+    """Open the channel images of one case (headers only) and check them against each other.
+
+    Each file must be one readable 3D volume with a finite, invertible affine; every channel
+    after the first must cover :data:`MIN_CHANNEL_OVERLAP` of the first one's field of view.
+
+    Args:
+        case_id: the case, for messages.
+        images: channel -> file (or a :class:`~sap.volume.VolumeFile` already open), first
+            channel first (the reference grid).
+        implausible_spacing: a spacing outside :data:`PLAUSIBLE_SPACING_MM` is a problem
+            (``"refuse"``, training) or an :class:`ImplausibleSpacingWarning` (``"warn"``).
+
+    Returns:
+        ``(volumes, problems)``: the files that opened, and what is wrong.
+    """
+    problems: list[CaseProblem] = []
+
+    def report(path: Path | None, text: str, hint: str) -> None:
+        problems.append(CaseProblem(case_id, path, text, hint))
+
+    volumes: dict[str, VolumeFile] = {}
+    reference_name = next(iter(images), "")
+    for channel, source in images.items():
+        what = f"channel '{channel}'"
+        volume = source if isinstance(source, VolumeFile) else _open(source, what, report)
+        if volume is None:
+            continue
+        volumes[channel] = volume
+        spacing = _spacing_problem(volume, what)
+        if spacing is not None and implausible_spacing == "refuse":
+            report(volume.path, *spacing)
+        elif spacing is not None:
+            text = f"case '{case_id}', file {volume.path}: {spacing[0]} ({spacing[1]})"
+            warnings.warn(text, ImplausibleSpacingWarning, stacklevel=2)
+        if channel != reference_name and reference_name in volumes:
+            _check_overlap(volume, channel, volumes[reference_name], reference_name, report)
+    return volumes, problems
+
+
+def read_channel(
+    case_id: str, channel: str, volume: VolumeFile, dtype: np.dtype | type | None = None
+) -> tuple[np.ndarray | None, list[CaseProblem]]:
+    """Read one channel's voxels (once) and check them: real-valued, finite, not constant.
+
+    Returns:
+        ``(voxels or None, problems)``; voxels are cast to ``dtype`` when given.
+    """
+    problems: list[CaseProblem] = []
+
+    def report(path: Path | None, text: str, hint: str) -> None:
+        problems.append(CaseProblem(case_id, path, text, hint))
+
+    what = f"channel '{channel}'"
+    if volume.dtype is not None and not _real(volume.dtype):
+        _unsupported(volume.path, what, volume.dtype, report)
+        return None, problems
+    data = _voxels(volume, what, report, dtype if volume.dtype is not None else None)
+    if data is None:
+        return None, problems
+    if not _real(data.dtype):
+        _unsupported(volume.path, what, data.dtype, report)
+        return None, problems
+    if dtype is not None:
+        data = data.astype(dtype, copy=False)
+    if not _check_intensities(data, volume.path, what, report):
+        return None, problems
+    return data, problems
+
+
 def _validate_case(
     case: Case, label_names: Mapping[str, Sequence[str]], *, check_voxels: bool, tolerance: float
 ) -> list[CaseProblem]:
-    problems: list[CaseProblem] = []
+    if not case.images:
+        hint = "give every case at least its T1 image"
+        return [CaseProblem(case.case_id, None, "the case has no channel images", hint)]
+    volumes, problems = open_channels(case.case_id, case.images)
+    if check_voxels:
+        for channel, volume in volumes.items():
+            problems.extend(read_channel(case.case_id, channel, volume)[1])
 
     def report(path: Path | None, text: str, hint: str) -> None:
         problems.append(CaseProblem(case.case_id, path, text, hint))
 
-    if not case.images:
-        report(None, "the case has no channel images", "give every case at least its T1 image")
-        return problems
-
-    reference: VolumeFile | None = None
     reference_name = case.channels[0]
-    for index, (channel, path) in enumerate(case.images.items()):
-        volume = _open(path, f"channel '{channel}'", report)
-        if volume is None:
-            continue
-        if index == 0:
-            reference = volume
-        elif reference is not None:
-            _check_overlap(volume, channel, reference, reference_name, report)
-        if check_voxels:
-            _check_intensities(volume, channel, report)
-
+    reference = volumes.get(reference_name)
     for kind, path in case.labels.items():
         volume = _open(path, f"{kind} label map", report)
         if volume is None:
@@ -128,58 +213,82 @@ def _open(path: Path, what: str, report: _Report) -> VolumeFile | None:
         return None
 
 
-def _voxels(volume: VolumeFile, what: str, report: _Report) -> np.ndarray | None:
+def _voxels(
+    volume: VolumeFile, what: str, report: _Report, dtype: np.dtype | type | None = None
+) -> np.ndarray | None:
     try:
-        return volume.voxels()
+        return volume.voxels(dtype)
     except VolumeReadError as error:
         report(error.path, f"{what}: {error.problem}", error.hint)
         return None
 
 
+def _real(dtype: np.dtype) -> bool:
+    return np.dtype(dtype).kind in "biuf"
+
+
+def _unsupported(path: Path, what: str, dtype: np.dtype, report: _Report) -> None:
+    report(path, f"{what} has unsupported voxel type {dtype}", "store real-valued intensities")
+
+
+def _spacing_problem(volume: VolumeFile, what: str) -> tuple[str, str] | None:
+    low, high = PLAUSIBLE_SPACING_MM
+    spacing = volume.spacing_mm
+    if np.all((spacing >= low) & (spacing <= high)):
+        return None
+    shown = " x ".join(f"{s:.4g}" for s in spacing)
+    return (
+        f"{what} has voxel spacing {shown} mm, outside the plausible MRI range {low:g}-{high:g} mm",
+        "the header's unit is probably wrong (metres or micrometres instead of mm); fix "
+        "pixdim and the sform/qform so the spacing is in mm",
+    )
+
+
 def _check_overlap(
     volume: VolumeFile, channel: str, reference: VolumeFile, reference_name: str, report: _Report
 ) -> None:
-    shared = overlap_in_space(
-        volume.spatial_shape, volume.affine, reference.spatial_shape, reference.affine
+    covered = overlap_in_space(
+        reference.spatial_shape, reference.affine, volume.spatial_shape, volume.affine
     )
-    if shared == 0:
+    if covered >= MIN_CHANNEL_OVERLAP:
+        return
+    hint = (
+        f"both images must come from the same exam and share a scanner frame; check the "
+        f"affine/origin of {volume.path.name}"
+    )
+    if covered == 0:
+        report(volume.path, f"channel '{channel}' does not overlap {reference_name} in space", hint)
+    else:
         report(
             volume.path,
-            f"channel '{channel}' does not overlap {reference_name} in space",
-            f"both images must come from the same exam and share a scanner frame; "
-            f"check the affine/origin of {volume.path.name}",
+            f"channel '{channel}' covers only {covered:.0%} of {reference_name}'s field of view "
+            f"(at least {MIN_CHANNEL_OVERLAP:.0%} needed)",
+            hint,
         )
 
 
-def _check_intensities(volume: VolumeFile, channel: str, report: _Report) -> None:
-    data = _voxels(volume, f"channel '{channel}'", report)
-    if data is None:
-        return
-    if np.issubdtype(data.dtype, np.complexfloating) or data.dtype.kind not in "biuf":
-        report(
-            volume.path,
-            f"channel '{channel}' has unsupported voxel type {data.dtype}",
-            "store real-valued intensities",
-        )
-        return
+def _check_intensities(data: np.ndarray, path: Path, what: str, report: _Report) -> bool:
+    """Report non-finite or constant intensities; True when the data is usable."""
     if data.dtype.kind == "f":
         finite = np.isfinite(data)
         if not finite.all():
             bad = int(finite.size - np.count_nonzero(finite))
             report(
-                volume.path,
-                f"channel '{channel}' has {bad} NaN/Inf voxel(s)",
+                path,
+                f"{what} has {bad} NaN/Inf voxel(s)",
                 "replace them (e.g. with 0) in the source image; they would poison "
-                "normalisation and training",
+                "normalisation and the model",
             )
-            return
+            return False
     low, high = data.min(), data.max()
     if low == high:
         report(
-            volume.path,
-            f"channel '{channel}' is constant (every voxel = {low})",
+            path,
+            f"{what} is constant (every voxel = {low})",
             "the export probably failed; re-export the image",
         )
+        return False
+    return True
 
 
 def _check_label_values(
@@ -252,4 +361,11 @@ def _check_grid(
         )
 
 
-__all__ = ["validate_cases"]
+__all__ = [
+    "MIN_CHANNEL_OVERLAP",
+    "PLAUSIBLE_SPACING_MM",
+    "ImplausibleSpacingWarning",
+    "open_channels",
+    "read_channel",
+    "validate_cases",
+]

@@ -15,6 +15,7 @@ The demo is a smoke test of the method, not a replication: tiny models, tiny bud
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -28,7 +29,10 @@ from sap.experiments.pretrain_finetune import (
     PretrainFinetuneSettings,
     pretrain_then_finetune,
 )
-from sap.io import write_text_atomic
+from sap.io import OutputFolder, write_text_atomic
+
+#: The command named in the marker of the demo's output folder.
+COMMAND = "sap demo"
 
 #: What the demo prints before each run of the experiment.
 _STAGES = {
@@ -88,17 +92,16 @@ def run_demo(
         overwrite: reuse a non-empty ``out_dir``, replacing an earlier run's phantom cohort.
 
     Raises:
-        FileExistsError: ``out_dir`` is not empty and ``overwrite`` is False.
+        ValueError: a setting that cannot be meant (:func:`check_settings`), before any work.
+        sap.io.OutputFolderError: ``out_dir`` is not empty and not an earlier demo, or it is
+            one and ``overwrite`` is False.
     """
     from sap.data.cases import discover_cases
 
     settings = settings or DemoSettings()
+    check_settings(settings)
     out = Path(out_dir)
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise FileExistsError(
-            f"output folder {out} is not empty; choose another --out or pass --overwrite"
-        )
-    out.mkdir(parents=True, exist_ok=True)
+    folder = OutputFolder.open(out, COMMAND, overwrite=overwrite, resume=False)
     start = time.perf_counter()
     phantom = generate_demo_cohorts(out / "phantom", settings, overwrite=overwrite)
     timings = {"phantom_s": time.perf_counter() - start}
@@ -119,9 +122,59 @@ def run_demo(
     }
     summary = _summary(settings, test_cases, results, timings | runs.timings_s(), runs)
     write_text_atomic(out / "summary.json", json.dumps(summary, indent=2, default=_json_default))
+    folder.finish()
     print(format_table({arm: result["headline"] for arm, result in results.items()}))
     print(f"[sap demo] summary written to {out / 'summary.json'}")
     return summary
+
+
+def check_settings(settings: DemoSettings) -> None:
+    """Refuse numbers that cannot be meant before minutes of work; ValueError names each.
+
+    >>> from dataclasses import replace
+    >>> check_settings(replace(quick_settings(), skeleton_epochs=0))
+    Traceback (most recent call last):
+    ...
+    ValueError: skeleton-epochs must be a whole number >= 1, got 0.
+    """
+    problems = []
+    for name in _AT_LEAST_ONE:
+        value = getattr(settings, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            problems.append(f"{_option(name)} must be a whole number >= 1, got {value!r}")
+    if isinstance(settings.seed, bool) or not isinstance(settings.seed, int) or settings.seed < 0:
+        problems.append(f"seed must be a whole number >= 0, got {settings.seed!r}")
+    for name in ("skeleton_lr", "lesion_lr_decoder", "lesion_lr_encoder_sap"):
+        value = getattr(settings, name)
+        if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+            problems.append(f"{_option(name)} must be a positive number, got {value!r}")
+    if not 0.0 < settings.threshold < 1.0:
+        problems.append(f"threshold must be in (0, 1), got {settings.threshold!r}")
+    if not 0.0 <= settings.sw_overlap < 1.0:
+        problems.append(f"sw-overlap must be in [0, 1), got {settings.sw_overlap!r}")
+    if not settings.negative_ratio >= 0:
+        problems.append(f"negative-ratio must be >= 0, got {settings.negative_ratio!r}")
+    if len(settings.patch_size) != 3 or any(int(n) < 1 for n in settings.patch_size):
+        problems.append(f"patch-size must be 3 positive numbers, got {settings.patch_size!r}")
+    if problems:
+        raise ValueError("; ".join(problems) + ".")
+
+
+#: Settings that count something (cases, epochs, patches) and so must be at least 1.
+_AT_LEAST_ONE = (
+    "healthy",
+    "metastatic_train",
+    "metastatic_test",
+    "skeleton_epochs",
+    "lesion_epochs",
+    "batch_size",
+    "skeleton_samples_per_volume",
+    "sw_batch_size",
+)
+
+
+def _option(name: str) -> str:
+    return name.replace("_", "-")
 
 
 def generate_demo_cohorts(folder: Path, settings: DemoSettings, overwrite: bool = False) -> Path:
@@ -211,6 +264,7 @@ def _json_default(value: Any) -> Any:
 
 __all__ = [
     "DemoSettings",
+    "check_settings",
     "evaluate_lesion_model",
     "generate_demo_cohorts",
     "quick_settings",

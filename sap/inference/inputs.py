@@ -10,7 +10,7 @@ files go through :func:`sap.volume.read_volume`; every error names the case and 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ from sap.inference.dicom import (
     load_dicom_case,
     match_series,
 )
-from sap.volume import VolumeReadError, open_volume, read_volume
+from sap.volume import VolumeFile
 
 CaseInput = Any
 """A :class:`sap.data.cases.Case`, ``{channel: path}``, a case folder or a DICOM folder."""
@@ -63,7 +63,7 @@ def resolve_inputs(
         return [CaseSource(c.case_id, c) for c in discover_cases(path, layout)]
 
     def is_case_folder(folder: Path) -> bool:
-        return all((folder / layout.channel_file(c)).is_file() for c in channels)
+        return all((folder / layout.channel_file(c)).exists() for c in channels)
 
     subfolders = sorted(
         p for p in path.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))
@@ -92,6 +92,11 @@ def resolve_inputs(
 class CaseChannels:
     """The channel images of one case, in the model's channel order.
 
+    Checked by the validation ``sap fit`` uses (:mod:`sap.data.validation`): headers when
+    first asked (:meth:`header`: readable 3D volumes, finite affines, channels overlapping
+    T1, a warning for an implausible spacing), voxels when read (:meth:`read`: real, finite,
+    not constant, an intact gzip stream). Each file's header and voxels are read once.
+
     Attributes:
         case_id: name of the case.
         sources: channel -> image file (read on demand), or ``(float32 array, RAS+ affine)``
@@ -100,44 +105,48 @@ class CaseChannels:
 
     case_id: str
     sources: dict[str, Path | tuple[np.ndarray, np.ndarray]]
+    _volumes: dict[str, VolumeFile] | None = field(default=None, init=False, repr=False)
 
     def header(self, channel: str) -> tuple[tuple[int, ...], np.ndarray]:
         """``(shape, affine)`` of a channel, from the file header only."""
-        value = self.sources[channel]
-        if isinstance(value, tuple):
-            return tuple(value[0].shape), value[1]
-        try:
-            volume = open_volume(value, "image")
-        except VolumeReadError as error:
-            raise self._error(channel, error) from error
+        volume = self._open()[channel]
         return volume.spatial_shape, volume.affine
 
     def read(self, channel: str) -> tuple[np.ndarray, np.ndarray]:
         """``(float32 voxels, affine)`` of a channel: one 3D volume with finite values."""
-        value = self.sources[channel]
-        if isinstance(value, tuple):
-            data, affine = value
-            where = f"DICOM series of channel '{channel}'"
-        else:
-            try:
-                data, affine = read_volume(value, "image", np.float32)
-            except VolumeReadError as error:
-                raise self._error(channel, error) from error
-            where = str(value)
-        bad = int(data.size - np.count_nonzero(np.isfinite(data)))
-        if bad:
-            raise InputError(
-                f"Case '{self.case_id}', channel '{channel}': {where} has {bad} NaN or infinite "
-                "voxel(s). Replace them (e.g. with 0) before prediction; the model cannot "
-                "interpret them."
-            )
-        return data, affine
+        from sap.data.validation import read_channel
 
-    def _error(self, channel: str, error: VolumeReadError) -> InputError:
+        volume = self._open()[channel]
+        data, problems = read_channel(self.case_id, channel, volume, np.float32)
+        if data is None:
+            raise self._error(problems)
+        return data, volume.affine
+
+    def _open(self) -> dict[str, VolumeFile]:
+        """Open and check every channel's header, once."""
+        from sap.data.validation import open_channels
+
+        if self._volumes is None:
+            images = {c: _as_volume(c, value) for c, value in self.sources.items()}
+            volumes, problems = open_channels(self.case_id, images, implausible_spacing="warn")
+            if problems:
+                raise self._error(problems)
+            self._volumes = volumes
+        return self._volumes
+
+    def _error(self, problems: Sequence[Any]) -> InputError:
         return InputError(
-            f"Case '{self.case_id}', channel '{channel}': {error.problem} ({error.path}); "
-            f"{error.hint}."
+            "\n".join(f"Case '{self.case_id}', {p.problem} ({p.path}); {p.hint}." for p in problems)
         )
+
+
+def _as_volume(channel: str, value: Path | tuple[np.ndarray, np.ndarray]) -> Path | VolumeFile:
+    """A DICOM channel's array as a :class:`VolumeFile`, so that it is checked like a file."""
+    if not isinstance(value, tuple):
+        return value
+    data, affine = value
+    where = Path(f"<DICOM series of channel '{channel}'>")
+    return VolumeFile(where, tuple(data.shape), np.asarray(affine), lambda: data, data.dtype)
 
 
 def _named_channels(

@@ -1,76 +1,77 @@
 """Run a lesion model (and optionally a skeleton model) over cases and write everything.
 
 :func:`predict_from_files` is what ``sap predict`` runs: load the models, find the cases in
-the input (:func:`~sap.inference.inputs.resolve_inputs`), refuse before any work if an output
-exists already (unless ``overwrite``), then per case (:func:`predict_case`): skeleton
-prediction, lesion prediction (sharing the preprocessed input when both recipes preprocess
-alike), label maps and probabilities as NIfTI on the input T1 grid, the lesion report (CSV +
-JSON) with bone regions, and optionally an overview PNG. A case that fails is reported and
-the others go on.
+the input (:func:`~sap.inference.inputs.resolve_inputs`), claim the output folder, then per
+case (:func:`predict_case`): skeleton prediction, lesion prediction (sharing the preprocessed
+input when both recipes preprocess alike), label maps and probabilities as NIfTI on the input
+T1 grid, the lesion report (CSV + JSON) with bone regions, and optionally an overview PNG.
+
+Output safety (:mod:`sap.io`): case ids are plain names; the output folder lies outside every
+input folder and is new, empty or an earlier ``sap predict`` output (marked by
+``.sap-output.json``). Each case is written into a hidden folder inside OUT and renamed into
+place, so its outputs appear together; ``overwrite`` replaces them as a unit. A rerun with the
+same settings resumes: finished cases are skipped. A case that fails is reported (in the log
+and in ``summary.csv``) and the others go on.
 
 Output layout, per case ``OUT/<case_id>/``: ``lesion.nii.gz``, ``skeleton.nii.gz``,
 ``lesion_probability.nii.gz`` (with probabilities), ``lesions.csv``, ``lesions.json``,
-``overview.png``; and ``OUT/summary.csv`` with the totals of every case.
+``overview.png``; and ``OUT/summary.csv`` with one row per case: its status (``ok`` or
+``failed``), totals, and the error of a failed case.
 """
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import traceback
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sap.data.validation import ImplausibleSpacingWarning
 from sap.inference.inputs import CaseSource, InputError, resolve_inputs
 from sap.inference.loading import load_model
 from sap.inference.prediction import Prediction, PreparedInput
 from sap.inference.predictor import Predictor
 from sap.inference.preparation import preprocessing_key
-from sap.inference.report import (
-    LesionReport,
-    build_lesion_report,
-    render_overview,
-    write_cohort_summary,
-)
-from sap.inference.writer import check_outputs_free, prediction_paths
+from sap.inference.report import LesionReport, build_lesion_report, render_overview
+from sap.io import OutputFolder, UnsafeNameError, check_plain_name
 
 REPORT_CSV = "lesions.csv"
 REPORT_JSON = "lesions.json"
 OVERVIEW_PNG = "overview.png"
 SUMMARY_CSV = "summary.csv"
+#: Columns of ``summary.csv``: one row per case, failed ones with their error.
+SUMMARY_COLUMNS = (
+    "case_id",
+    "status",
+    "lesion_count",
+    "total_volume_ml",
+    "count_at_least_1ml",
+    "error",
+)
+#: The command named in the output folder's marker.
+COMMAND = "sap predict"
 
 
 @dataclass
 class PipelineResult:
-    """What :func:`predict_cases` did: reports of the cases that worked, errors of the others."""
+    """What :func:`predict_cases` did.
+
+    Attributes:
+        reports: lesion reports of the cases predicted by this run.
+        errors: case id -> error of the cases that failed.
+        written: files written by this run.
+        skipped: cases finished by an earlier run into the same folder (resumed run).
+    """
 
     reports: list[LesionReport] = field(default_factory=list)
     errors: dict[str, str] = field(default_factory=dict)
     written: list[Path] = field(default_factory=list)
-
-
-def planned_outputs(
-    case_dir: Path,
-    lesion: Predictor,
-    skeleton: Predictor | None,
-    *,
-    save_probabilities: bool,
-    png: bool,
-) -> list[Path]:
-    """Every file one case will write."""
-    lesion_names = [lesion.recipe.labels[k] for k in lesion.keep_probabilities]
-    paths = list(
-        prediction_paths(case_dir, lesion.recipe.task, lesion_names, save_probabilities).values()
-    )
-    if skeleton is not None:
-        names = [skeleton.recipe.labels[k] for k in skeleton.keep_probabilities]
-        paths += list(
-            prediction_paths(case_dir, skeleton.recipe.task, names, save_probabilities).values()
-        )
-    paths += [case_dir / REPORT_CSV, case_dir / REPORT_JSON]
-    if png:
-        paths.append(case_dir / OVERVIEW_PNG)
-    return paths
+    skipped: list[str] = field(default_factory=list)
 
 
 def _lesion_report(
@@ -127,10 +128,19 @@ def predict_case(
 ) -> tuple[LesionReport, list[Path]]:
     """Predict one case with the lesion (and skeleton) model and write all its outputs.
 
-    Files in ``case_dir`` are replaced; :func:`predict_cases` checks them for every case
-    before anything runs.
+    Files in ``case_dir`` are replaced; :func:`predict_cases` gives each case a fresh folder.
+    Warnings about the input (an implausible voxel spacing) go into the report's metadata
+    under ``"input_warnings"``, which :func:`predict_cases` logs.
     """
-    prepared = lesion.prepare(case.source)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ImplausibleSpacingWarning)
+        prepared = lesion.prepare(case.source)
+    notes = [str(w.message) for w in caught if issubclass(w.category, ImplausibleSpacingWarning)]
+    for warning in caught:  # the input warnings travel in the report (and the log) instead
+        if not issubclass(warning.category, ImplausibleSpacingWarning):
+            warnings.warn_explicit(
+                warning.message, warning.category, warning.filename, warning.lineno
+            )
     written: list[Path] = []
     skeleton_prediction = None
     if skeleton is not None:
@@ -143,6 +153,7 @@ def predict_case(
     written += lesion_prediction.save(
         case_dir, save_probabilities=save_probabilities, overwrite=True
     )
+    metadata = {**dict(metadata or {}), "input_warnings": notes}
     report = _lesion_report(case.case_id, lesion_prediction, skeleton_prediction, metadata)
     written.append(report.write_csv(case_dir / REPORT_CSV))
     written.append(report.write_json(case_dir / REPORT_JSON))
@@ -166,52 +177,160 @@ def predict_cases(
     metadata: Mapping[str, Any] | None = None,
     log: Callable[[str], None] = print,
     case_progress: Callable[[Sequence[CaseSource]], Any] | None = None,
+    inputs: Sequence[str | Path] = (),
 ) -> PipelineResult:
     """Predict every case into ``out_dir/<case_id>/`` and write ``out_dir/summary.csv``.
 
-    Existing outputs are checked for all cases before anything runs; with ``overwrite``
-    false, one existing file stops the whole run and nothing is written.
+    Before anything runs, case ids must be unique plain names and ``out_dir`` must be a
+    folder ``sap predict`` may write (:class:`sap.io.OutputFolder`): outside the input
+    folders, and new, empty, or an earlier ``sap predict`` output. An earlier output made with
+    the same settings is resumed (its finished cases are skipped); one made with other
+    settings needs ``overwrite``, which replaces each case's outputs as a unit and removes the
+    earlier run's cases that this run does not predict.
+
+    Args:
+        inputs: more input folders to keep ``out_dir`` out of (the source folder); the
+            folders of every case's images are added.
+
+    Raises:
+        InputError: duplicate or unsafe case ids.
+        sap.io.OutputFolderError: ``out_dir`` cannot be used; the message says why.
     """
-    out_dir = Path(out_dir)
     ids = [c.case_id for c in cases]
     duplicates = sorted({i for i in ids if ids.count(i) > 1})
     if duplicates:
         raise InputError(f"Case ids {duplicates} occur more than once; outputs would collide.")
-    planned = [out_dir / SUMMARY_CSV]
-    for case in cases:
-        planned += planned_outputs(
-            out_dir / case.case_id, lesion, skeleton, save_probabilities=save_probabilities, png=png
-        )
-    check_outputs_free(planned, overwrite)
-
-    result = PipelineResult()
-    iterator = case_progress(cases) if case_progress is not None else cases
-    for case in iterator:
+    for case_id in ids:
         try:
-            report, written = predict_case(
+            check_plain_name(case_id)
+        except UnsafeNameError as error:
+            raise InputError(f"Case {case_id!r}: {error}") from error
+    settings = _settings(lesion, skeleton, save_probabilities, png, metadata)
+    result = PipelineResult()
+    with OutputFolder.open(
+        out_dir,
+        COMMAND,
+        overwrite=overwrite,
+        settings=settings,
+        inputs=[*inputs, *_input_folders(cases)],
+    ) as out:
+        result.skipped = [case_id for case_id in ids if case_id in out.finished]
+        if result.skipped:
+            log(
+                f"resuming {out.path}: {len(result.skipped)} case(s) finished by an earlier run "
+                f"are skipped ({', '.join(result.skipped[:5])}"
+                f"{', ...' if len(result.skipped) > 5 else ''}); --overwrite predicts them again"
+            )
+        todo = [case for case in cases if case.case_id not in out.finished]
+        for case in case_progress(todo) if case_progress is not None else todo:
+            _predict_into(
+                out, case, lesion, skeleton, result, log, save_probabilities, png, metadata
+            )
+        rows = [_summary_row(out.path, case_id, result) for case_id in ids]
+        result.written.append(out.write_text(SUMMARY_CSV, _summary_text(rows)))
+        out.finish()
+    return result
+
+
+def _predict_into(
+    out: OutputFolder,
+    case: CaseSource,
+    lesion: Predictor,
+    skeleton: Predictor | None,
+    result: PipelineResult,
+    log: Callable[[str], None],
+    save_probabilities: bool,
+    png: bool,
+    metadata: Mapping[str, Any] | None,
+) -> None:
+    """Predict one case into its own folder of ``out``; a failure is logged and recorded."""
+    try:
+        report, written = out.write_unit(
+            case.case_id,
+            lambda folder: predict_case(
                 case,
-                out_dir / case.case_id,
+                folder,
                 lesion,
                 skeleton,
                 save_probabilities=save_probabilities,
                 png=png,
                 metadata=metadata,
-            )
-        except (ValueError, OSError, MemoryError, RuntimeError) as error:
-            result.errors[case.case_id] = f"{type(error).__name__}: {error}"
-            log(f"case '{case.case_id}' failed: {error}")
-            if not isinstance(error, ValueError | OSError | MemoryError):
-                log(traceback.format_exc())
-            continue
-        result.reports.append(report)
-        result.written += written
-        log(
-            f"case '{case.case_id}': {report.lesion_count} lesion(s), "
-            f"{report.total_volume_ml:.2f} mL, {report.count_at_least_1ml} >= 1 mL"
+            ),
         )
-    if result.reports:
-        result.written.append(write_cohort_summary(result.reports, out_dir / SUMMARY_CSV))
-    return result
+    except (ValueError, OSError, MemoryError, RuntimeError) as error:
+        result.errors[case.case_id] = f"{type(error).__name__}: {error}"
+        log(f"case '{case.case_id}' failed: {error}")
+        if not isinstance(error, ValueError | OSError | MemoryError):
+            log(traceback.format_exc())
+        return
+    final = out.path / case.case_id
+    result.reports.append(report)
+    result.written += [final / path.name for path in written]
+    for note in report.metadata.get("input_warnings", []):
+        log(f"warning: {note}")
+    log(
+        f"case '{case.case_id}': {report.lesion_count} lesion(s), "
+        f"{report.total_volume_ml:.2f} mL, {report.count_at_least_1ml} >= 1 mL"
+    )
+
+
+def _settings(
+    lesion: Predictor,
+    skeleton: Predictor | None,
+    save_probabilities: bool,
+    png: bool,
+    metadata: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    """What the outputs depend on: a rerun resumes only an output made with the same."""
+    return {
+        **{k: None if v is None else str(v) for k, v in (metadata or {}).items()},
+        "lesion_recipe": lesion.recipe.to_dict(),
+        "skeleton_recipe": None if skeleton is None else skeleton.recipe.to_dict(),
+        "threshold": lesion.threshold,
+        "min_volume_ml": lesion.min_volume_ml,
+        "tta": lesion.tta,
+        "overlap": lesion.overlap,
+        "blending": lesion.blending,
+        "save_probabilities": save_probabilities,
+        "png": png,
+    }
+
+
+def _input_folders(cases: Sequence[CaseSource]) -> list[Path]:
+    """Folders holding each case's input images, and the cohort folder of case folders."""
+    folders: set[Path] = set()
+    for case in cases:
+        source = case.source
+        images = getattr(source, "images", source)
+        if isinstance(images, Mapping):
+            for path in images.values():
+                folder = Path(path).parent
+                folders.add(folder)
+                if folder.name == case.case_id:  # a case folder: its parent is a cohort
+                    folders.add(folder.parent)
+        elif isinstance(source, str | Path):
+            folders.add(Path(source))
+    return sorted(folders)
+
+
+def _summary_row(out: Path, case_id: str, result: PipelineResult) -> dict[str, Any]:
+    """One ``summary.csv`` row: status, totals (from lesions.json for resumed cases), error."""
+    if case_id in result.errors:
+        return {"case_id": case_id, "status": "failed", "error": result.errors[case_id]}
+    try:
+        report = json.loads((out / case_id / REPORT_JSON).read_text(encoding="utf-8"))
+        totals = {key: report[key] for key in SUMMARY_COLUMNS[2:-1]}
+    except (OSError, ValueError, KeyError) as error:
+        return {"case_id": case_id, "status": "failed", "error": f"unreadable report: {error}"}
+    return {"case_id": case_id, "status": "ok", **totals, "error": ""}
+
+
+def _summary_text(rows: Sequence[Mapping[str, Any]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=SUMMARY_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
 
 
 def predict_from_files(
@@ -250,8 +369,8 @@ def predict_from_files(
         The other arguments are those of :class:`Predictor` and :func:`predict_cases`.
 
     Raises:
-        ValueError: a model of the wrong task, or no usable input.
-        OutputExistsError: an output exists already and ``overwrite`` is false.
+        ValueError: a model of the wrong task, no usable input, or unsafe case ids.
+        sap.io.OutputFolderError: ``out_dir`` cannot be used (see :func:`predict_cases`).
     """
     settings = {
         "device": device,
@@ -296,6 +415,7 @@ def predict_from_files(
         },
         log=log or print,
         case_progress=case_progress,
+        inputs=[source] if Path(source).is_dir() else [],
     )
 
 
@@ -305,7 +425,7 @@ __all__ = [
     "REPORT_CSV",
     "REPORT_JSON",
     "SUMMARY_CSV",
-    "planned_outputs",
+    "SUMMARY_COLUMNS",
     "predict_case",
     "predict_cases",
     "predict_from_files",

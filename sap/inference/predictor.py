@@ -153,7 +153,8 @@ class Predictor:
             error below 2.5e-4, far under MRI noise and the ±0.1 intensity augmentation of
             training; halves the largest array of the run, 1 GB for a whole-body scan),
             else ``torch.float32``. Windows are always cast to float32 for the model.
-        progress: show a progress bar over windows.
+        progress: show a progress bar over the windows of each case (in a terminal, or as a
+            Jupyter widget with ipywidgets; hidden where output is not a terminal).
     """
 
     def __init__(
@@ -243,8 +244,15 @@ class Predictor:
         total = math.prod(
             len(window_starts(n, p, self.overlap)) for n, p in zip(shape, self.recipe.patch_size)
         )
+        # disable=None: a bar in a terminal, a widget in Jupyter (with ipywidgets: the
+        # `notebook` extra), nothing where each refresh would become a line of its own (logs,
+        # notebooks without widgets); leave=False: it disappears when the case is done.
         return tqdm(
-            total=total, desc=f"{prepared.case_id} {self.recipe.task}", unit="window", leave=False
+            total=total,
+            desc=f"{prepared.case_id} {self.recipe.task}",
+            unit="window",
+            leave=False,
+            disable=None,
         )
 
     def _sliding(self, prepared: PreparedInput) -> SlidingWindowResult:

@@ -26,9 +26,10 @@ from typing import Any
 import numpy as np
 
 from sap.io import atomic_write, write_text_atomic
+from sap.labels import SKELETON_LABELS
+from sap.metrics.views import largest_first
 from sap.volume import (
     DEFAULT_CONNECTIVITY,
-    Components,
     find_components,
     spacing_from_affine,
     voxel_volume_ml,
@@ -189,13 +190,6 @@ def _bone_region(bone_labels: np.ndarray, skeleton_labels: Sequence[str]) -> tup
     return region, float(votes[best - 1] / len(bone_labels))
 
 
-def _largest_first(parts: Components) -> np.ndarray:
-    """Component labels by decreasing voxel count; ties: the one met first in C order."""
-    labels, first = np.unique(parts.flat_label, return_index=True)
-    order = np.lexsort((parts.flat_index[first], -parts.voxel_counts[labels]))
-    return labels[order]
-
-
 def build_lesion_report(
     case_id: str,
     lesion_mask: np.ndarray,
@@ -241,7 +235,7 @@ def build_lesion_report(
             parts.flat_label, weights=inside_probability, minlength=parts.count + 1
         )
     lesions = []
-    for rank, label in enumerate(_largest_first(parts), start=1):
+    for rank, label in enumerate(largest_first(parts), start=1):
         members = parts.flat_label == label
         voxel_count = int(parts.voxel_counts[label])
         region, fraction = None, None
@@ -272,17 +266,6 @@ def build_lesion_report(
     return LesionReport(case_id, unit_ml, lesions, dict(metadata or {}))
 
 
-def write_cohort_summary(reports: Sequence[LesionReport], path: str | Path) -> Path:
-    """One CSV row of totals per case (count, total volume, count >= 1 mL)."""
-    buffer = io.StringIO()
-    columns = ("case_id", "lesion_count", "total_volume_ml", "count_at_least_1ml")
-    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    for report in reports:
-        writer.writerow(report.totals())
-    return write_text_atomic(path, buffer.getvalue())
-
-
 def render_overview(
     path: str | Path,
     b1000: np.ndarray,
@@ -290,69 +273,31 @@ def render_overview(
     *,
     lesion_mask: np.ndarray | None = None,
     skeleton: np.ndarray | None = None,
+    skeleton_labels: Sequence[str] = SKELETON_LABELS,
+    connectivity: int = DEFAULT_CONNECTIVITY,
     title: str = "",
 ) -> Path:
     """Save a coronal maximum-intensity projection of b1000 with lesions and bones on top.
 
-    The arrays are on the T1 grid; they are turned to the closest RAS orientation (flips and
-    transposes only) and projected along anterior-posterior. Shown in radiological
-    convention: the patient's right on the left of the picture, head at the top. Bones are
-    coloured by region (blue to yellow), lesions red.
+    The arrays are on the T1 grid; the picture is in radiological convention (the patient's
+    right on the left, marked R and L; head at the top), whatever the orientation of the
+    affine (:class:`sap.metrics.views.RadiologicalView`). Bones are coloured by region with
+    a legend of their names; lesions are red and numbered like ``lesions.csv`` (1 = largest,
+    same ``connectivity``).
     """
-    import matplotlib
+    from sap.metrics.case_plots import plot_case
 
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-    import nibabel as nib
-    from matplotlib.colors import ListedColormap
-
-    affine = np.asarray(affine, np.float64)
-    transform = nib.orientations.io_orientation(affine)
-
-    def coronal_max(volume: np.ndarray) -> np.ndarray:
-        ras = nib.orientations.apply_orientation(volume, transform)
-        mip = ras.max(axis=1)  # [x: left->right, z: inferior->superior]
-        return mip[::-1, ::-1].T  # rows head->feet, columns patient right->left
-
-    ras_spacing = spacing_from_affine(affine)[np.argsort(transform[:, 0])]
-    image = coronal_max(np.asarray(b1000, np.float32))
-    low, high = np.percentile(image, (1, 99.5)) if image.size else (0.0, 1.0)
-    figure, axis = plt.subplots(figsize=(4, 8), dpi=100)
-    axis.imshow(
-        image,
-        cmap="gray",
-        vmin=low,
-        vmax=max(high, low + 1e-6),
-        aspect=ras_spacing[2] / ras_spacing[0],
+    figure = plot_case(
+        b1000,
+        affine,
+        lesion=lesion_mask,
+        skeleton=skeleton,
+        label_names=skeleton_labels,
+        connectivity=connectivity,
+        panels=("mip",),
+        title=title,
     )
-    if skeleton is not None:
-        bones = coronal_max(np.asarray(skeleton)).astype(np.float32)
-        axis.imshow(
-            np.ma.masked_equal(bones, 0),
-            cmap="viridis",  # no red in it: red is for lesions
-            vmin=1,
-            vmax=max(float(bones.max()), 2.0),
-            alpha=0.4,
-            aspect=ras_spacing[2] / ras_spacing[0],
-            interpolation="nearest",
-        )
-    if lesion_mask is not None:
-        lesions = coronal_max((np.asarray(lesion_mask) != 0).astype(np.uint8)).astype(np.float32)
-        axis.imshow(
-            np.ma.masked_equal(lesions, 0),
-            cmap=ListedColormap(["red"]),
-            alpha=0.9,
-            aspect=ras_spacing[2] / ras_spacing[0],
-            interpolation="nearest",
-        )
-    axis.set_axis_off()
-    if title:
-        axis.set_title(title, fontsize=9)
-    figure.tight_layout()
-    try:
-        return atomic_write(path, lambda tmp: figure.savefig(tmp, format="png"))
-    finally:
-        plt.close(figure)
+    return atomic_write(path, lambda tmp: figure.savefig(tmp, format="png"))
 
 
 __all__ = [
@@ -363,5 +308,4 @@ __all__ = [
     "LesionReport",
     "build_lesion_report",
     "render_overview",
-    "write_cohort_summary",
 ]

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from sap.io import atomic_write, save_nifti_atomic
-from sap.labels import TASK_LABEL_FILES
+from sap.io import OutputFolderError, atomic_write, save_nifti_atomic
+from sap.labels import DEFAULT_CHANNEL_FILES, TASK_LABEL_FILES
 
 PROBABILITY_STEPS = 255
 
@@ -71,6 +71,18 @@ def check_outputs_free(paths: Sequence[Path], overwrite: bool) -> None:
         )
 
 
+def check_not_beside_inputs(folder: str | Path) -> None:
+    """Refuse a folder that holds input scans: predictions there would pass for references."""
+    folder = Path(folder)
+    scans = [name for name in DEFAULT_CHANNEL_FILES.values() if (folder / name).exists()]
+    if scans:
+        raise OutputFolderError(
+            f"{folder} holds input scans ({', '.join(scans)}); a prediction written there "
+            "would read as a reference label to the next `sap fit`. Save predictions into a "
+            "folder of their own."
+        )
+
+
 def save_probability_atomic(probability: np.ndarray, affine: np.ndarray, path: str | Path) -> Path:
     """Save a [0, 1] probability map as ``uint8`` with ``scl_slope = 1/255``, atomically."""
     import nibabel as nib
@@ -104,7 +116,12 @@ def write_maps(
 
     Returns:
         The files written, label map first.
+
+    Raises:
+        OutputFolderError: the folder holds input scans (``T1.nii.gz``, ``b1000.nii.gz``): a
+            predicted ``lesion.nii.gz`` there would read as a reference label.
     """
+    check_not_beside_inputs(Path(paths["labels"]).parent)
     written = [save_nifti_atomic(labels, affine, paths["labels"], dtype=np.uint8)]
     for key, path in paths.items():
         if key.startswith("probability:"):
@@ -115,6 +132,7 @@ def write_maps(
 
 __all__ = [
     "OutputExistsError",
+    "check_not_beside_inputs",
     "check_outputs_free",
     "prediction_paths",
     "probability_file",

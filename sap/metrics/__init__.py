@@ -8,18 +8,25 @@ Four ways in:
   (exam by exam, tables + summary), :func:`evaluate_exam`, :func:`exam_froc`,
   :func:`froc_curve`, :func:`tune_threshold`, :func:`dice`, :func:`surface_dice`,
   :func:`class_dice`, :func:`icc_2_1`; statistics in :mod:`sap.metrics.stats`.
+- Notebooks: tables as pandas DataFrames (``.exams``, ``.lesions``, ``.to_dataframe()`` of
+  :class:`Evaluation` and :class:`FolderEvaluation`); figures from :mod:`sap.metrics.plots`
+  (``plot_case``, ``plot_froc``, ``plot_detection_by_volume``, ``plot_volume_agreement``).
 - Lightning / torchmetrics: :class:`LesionDetection`, :class:`LesionFROC`,
   :class:`SkeletonDice` (DDP-safe states).
 - Command line: ``sap evaluate`` (:mod:`sap.cli.evaluate`).
 
-Every definition (detection by any overlap, the ≥ 1 mL subset, Dice/NSD, FROC and its AUC
-limits, ICC(2,1), threshold tuning, statistics) and the known weaknesses are on one page:
+Every summary reports ``merged_predictions`` and ``volume_ratio``, and a prediction that
+scores well for the wrong reason (one blob over many lesions, most of the body, a constant
+probability map) raises a :class:`DegeneratePredictionWarning`. Every definition (detection
+by any overlap, the ≥ 1 mL subset, Dice/NSD, FROC and its AUC limits, ICC(2,1), threshold
+tuning, statistics, degenerate predictions) and the known weaknesses are on one page:
 ``docs/metrics.md``.
 """
 
 from __future__ import annotations
 
 from sap.metrics.agreement import icc_2_1, volume_icc
+from sap.metrics.degenerate import DegeneratePredictionWarning
 from sap.metrics.detection import (
     DetectionSettings,
     ExamResult,
@@ -63,6 +70,7 @@ __all__ = [
     "DEFAULT_CONNECTIVITY",
     "NSD_VARIANTS",
     "BootstrapSettings",
+    "DegeneratePredictionWarning",
     "DetectionSettings",
     "Evaluation",
     "ExamFROC",

@@ -10,18 +10,21 @@ Layouts (``docs/metrics.md``, "Folders"):
   grid of the reference.
 
 Files are read through :mod:`sap.volume` (one checked reader); every error names the case.
+A reference case folder's ``T1.nii.gz`` (when present, on the reference grid) gives a rough
+body mask for the degenerate-prediction flags and the background of the case pictures.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from sap.labels import DEFAULT_LESION_FILE, LESION_PROBABILITY_FILE
+from sap.labels import DEFAULT_CHANNEL_FILES, DEFAULT_LESION_FILE, LESION_PROBABILITY_FILE
 from sap.volume import VolumeFile, VolumeReadError, grid_offset_mm, open_volume
 
 #: Name of a binary prediction inside a case folder.
@@ -30,8 +33,12 @@ PREDICTION_FILE = DEFAULT_LESION_FILE
 PROBABILITY_FILE = LESION_PROBABILITY_FILE
 #: Endings of a prediction file named after its case.
 NIFTI_SUFFIXES: tuple[str, ...] = (".nii.gz", ".nii")
+#: Input scans of a case folder; a prediction beside them suggests a reference cohort.
+INPUT_SCAN_FILES: tuple[str, ...] = tuple(DEFAULT_CHANNEL_FILES.values())
 #: Prediction and reference are one grid when their voxel centres are this close (in voxels).
 GRID_TOLERANCE_VOXELS = 0.1
+#: Image of a reference case folder that gives the body mask and the pictures' background.
+BODY_IMAGE_FILE = DEFAULT_CHANNEL_FILES["T1"]
 
 
 class EvaluationWarning(UserWarning):
@@ -40,11 +47,15 @@ class EvaluationWarning(UserWarning):
 
 @dataclass(frozen=True)
 class CaseFiles:
-    """The files of one evaluated case; ``reference`` is None for a lesion-free (healthy) case."""
+    """The files of one evaluated case; ``reference`` is None for a lesion-free (healthy) case.
+
+    ``folder`` is the reference case folder (where :func:`load_body_image` looks).
+    """
 
     case_id: str
     prediction: Path
     reference: Path | None
+    folder: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -119,8 +130,38 @@ def match_cases(
             EvaluationWarning,
             stacklevel=2,
         )
-    cases = tuple(CaseFiles(c, predictions[c], references[c]) for c in sorted(references))
+    cases = tuple(
+        CaseFiles(c, predictions[c], references[c], ref_dir / c) for c in sorted(references)
+    )
+    _check_predictions_are_not_references(cases, pred_dir)
     return CaseMatch(cases, tuple(skipped))
+
+
+def _check_predictions_are_not_references(cases: tuple[CaseFiles, ...], pred_dir: Path) -> None:
+    """Refuse a reference scored against itself; warn when predictions sit beside scans."""
+    same = [
+        c for c in cases if c.reference is not None and os.path.samefile(c.prediction, c.reference)
+    ]
+    if same:
+        raise ValueError(
+            f"The prediction of {len(same)} case(s) is the reference file itself (e.g. "
+            f"{same[0].prediction}): every score would be perfect. --pred must be the folder of "
+            "predictions (the OUT of sap predict), not the reference cohort."
+        )
+    beside_scans = sorted(
+        c.case_id
+        for c in cases
+        if any((c.prediction.parent / name).exists() for name in INPUT_SCAN_FILES)
+        and c.prediction.parent != pred_dir
+    )
+    if beside_scans:
+        warnings.warn(
+            f"{len(beside_scans)} prediction(s) lie next to input scans ({_some(beside_scans)}; "
+            f"e.g. {pred_dir / beside_scans[0]}): is {pred_dir} a cohort of references rather "
+            "than predictions?",
+            EvaluationWarning,
+            stacklevel=3,
+        )
 
 
 def load_case(
@@ -158,6 +199,35 @@ def load_case(
     else:
         check_binary(case.case_id, case.prediction, pred)
     return pred, ref, pred_file.affine
+
+
+def load_body_image(
+    case: CaseFiles, shape: tuple[int, ...], name: str | None = BODY_IMAGE_FILE
+) -> np.ndarray | None:
+    """The image ``name`` of the case's reference folder, if it is there and on the grid.
+
+    Optional input: a missing file gives None; an unreadable one, or one of another shape,
+    gives None and an :class:`EvaluationWarning` naming the file (the evaluation goes on
+    without a body mask).
+    """
+    if name is None or case.folder is None or not (case.folder / name).is_file():
+        return None
+    path = case.folder / name
+    try:
+        image = open_volume(path, "body image").voxels(np.float32)
+    except VolumeReadError as error:
+        problem = str(error)
+    else:
+        if image.shape[:3] == tuple(shape) and image.ndim == 3:
+            return image
+        problem = f"{path} has shape {image.shape}, the reference {tuple(shape)}"
+    warnings.warn(
+        f"case {case.case_id!r}: {problem}; its degenerate-prediction check uses the whole "
+        "volume instead of the body.",
+        EvaluationWarning,
+        stacklevel=2,
+    )
+    return None
 
 
 def check_same_grid(case_id: str, pred: VolumeFile, ref: VolumeFile) -> None:
@@ -232,6 +302,7 @@ def _some(case_ids: list[str], n: int = 10) -> str:
 
 
 __all__ = [
+    "BODY_IMAGE_FILE",
     "NIFTI_SUFFIXES",
     "PREDICTION_FILE",
     "PROBABILITY_FILE",
@@ -242,6 +313,7 @@ __all__ = [
     "check_probabilities",
     "check_same_grid",
     "find_predictions",
+    "load_body_image",
     "load_case",
     "match_cases",
 ]

@@ -30,6 +30,7 @@ TABLE_ROWS: tuple[tuple[str, str, str], ...] = (
     ("global_dice", "global Dice", "exam"),
     ("sensitivity_large", "sensitivity ≥ {min_volume_ml:g} mL", "exam"),
     ("fp_per_exam_large", "FP per exam ≥ {min_volume_ml:g} mL", "exam"),
+    ("volume_ratio", "predicted / reference volume", "exam"),
 )
 
 
@@ -103,15 +104,17 @@ def _metric_row(
 def _dataset_rows(
     summaries: Sequence[dict], names: Sequence[str], fmt: dict[str, float]
 ) -> list[dict[str, object]]:
-    """One value per model, no test: ICC(2,1) and, with probability maps, the FROC-AUCs."""
-    row: dict[str, object] = {
-        "metric": "icc_2_1_total_volume",
-        "label": "ICC(2,1) total volume",
-        "kind": "dataset",
-    }
-    for name, summary in zip(names, summaries):
-        row[name] = (summary.get("icc_2_1_total_volume"), None, None)
-    rows = [row]
+    """One value per model, no test: ICC(2,1), merged predictions (the total, which exposes
+    one-blob predictions) and, with probability maps, the FROC-AUCs."""
+    rows = []
+    for key, label in (
+        ("icc_2_1_total_volume", "ICC(2,1) total volume"),
+        ("merged_predictions", "merged predictions (total, ≥ 2 lesions each)"),
+    ):
+        row: dict[str, object] = {"metric": key, "label": label, "kind": "dataset"}
+        for name, summary in zip(names, summaries):
+            row[name] = (summary.get(key), None, None)
+        rows.append(row)
     if not all("froc" in s for s in summaries):
         return rows
     for key, limit_key, label in (
@@ -153,6 +156,8 @@ def _floats(values: Sequence[object]) -> np.ndarray:
 def _number(value: object, digits: int = 2) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
+    if isinstance(value, int):
+        return str(value)
     return f"{float(value):.{digits}f}"
 
 

@@ -3,7 +3,9 @@
 Reference lesions and predicted components (connected components, one connectivity) are
 matched by any overlap, many-to-many; each lesion gets its Dice and NSD against the union
 of the components touching it. Definitions of every count and ratio, the ≥ 1 mL subset
-and the known weakness of any-overlap matching: ``docs/metrics.md`` ("Detection").
+and the known weakness of any-overlap matching: ``docs/metrics.md`` ("Detection"); what
+exposes it (``merged_predictions``, ``volume_ratio`` and the degenerate-prediction flags):
+``docs/metrics.md`` ("Degenerate predictions").
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from sap.metrics.degenerate import covered_fraction, mask_flags, warn_degenerate
 from sap.metrics.overlap import (
     DEFAULT_NSD_TOLERANCE_MM,
     _check_tolerance,
@@ -134,6 +137,15 @@ class ExamResult:
     intersection_volume_ml: float
     lesions: tuple[LesionRecord, ...] = ()
     fp_volumes_ml: tuple[float, ...] = field(default=())
+    merged_predictions: int = 0
+    max_lesions_per_prediction: int = 0
+    pred_fraction: float = 0.0
+    flags: tuple[str, ...] = ()
+
+    @property
+    def volume_ratio(self) -> float:
+        """Predicted / reference lesion volume; NaN without reference lesions."""
+        return self.pred_volume_ml / self.ref_volume_ml if self.ref_volume_ml else math.nan
 
     def metrics(self) -> dict[str, float]:
         """Per-exam numbers as a flat dict (one row of the per-exam table)."""
@@ -166,6 +178,11 @@ class ExamResult:
             "ref_volume_ml": self.ref_volume_ml,
             "pred_volume_ml": self.pred_volume_ml,
             "intersection_volume_ml": self.intersection_volume_ml,
+            "merged_predictions": float(self.merged_predictions),
+            "max_lesions_per_prediction": float(self.max_lesions_per_prediction),
+            "volume_ratio": self.volume_ratio,
+            "pred_fraction": self.pred_fraction,
+            "degenerate": float(bool(self.flags)),
         }
 
 
@@ -180,6 +197,8 @@ def evaluate_exam(
     settings: DetectionSettings | None = None,
     *,
     segmentation: bool = True,
+    body_mask: object | None = None,
+    warn: bool = True,
 ) -> ExamResult:
     """Match predicted and reference lesions of one exam and score them.
 
@@ -190,10 +209,23 @@ def evaluate_exam(
         settings: connectivity, volume limit, NSD tolerance/variant, β.
         segmentation: compute per-lesion NSD (the only part that needs crops; Dice is
             computed from counts). Off for fast sweeps.
+        body_mask: the patient's body on the same grid (optional): the "covers most of the
+            body" flag then counts body voxels instead of all voxels.
+        warn: raise a :class:`~sap.metrics.degenerate.DegeneratePredictionWarning` when the
+            prediction is flagged (``result.flags``).
 
     Returns:
         An :class:`ExamResult`; ``.metrics()`` gives the per-exam row, ``.lesions`` the
         per-lesion rows.
+
+    Example (one blob over everything "detects" both lesions with no false positive):
+        >>> import numpy as np
+        >>> ref = np.zeros((8, 8, 8), bool); ref[1, 1, 1] = ref[6, 6, 6] = True
+        >>> result = evaluate_exam(np.ones((8, 8, 8)), ref, 1.0, warn=False)
+        >>> result.tp, result.fp, result.merged_predictions, result.volume_ratio
+        (2, 0, 1, 256.0)
+        >>> result.flags[0]
+        'one predicted component covers 2 of 2 reference lesions'
     """
     settings = settings or DetectionSettings()
     pred = as_mask(pred_mask, "pred_mask")
@@ -218,6 +250,13 @@ def evaluate_exam(
     n_large = sum(lesion.large for lesion in lesions)
     tp = sum(lesion.detected for lesion in lesions)
     tp_large = sum(lesion.detected and lesion.large for lesion in lesions)
+    body = None if body_mask is None else as_mask(body_mask, "body_mask")
+    lesions_per_pred = np.bincount(overlap.pair_pred, minlength=pred_c.count + 1)
+    max_per_pred = int(lesions_per_pred.max(initial=0))
+    covered = covered_fraction(pred, body)
+    flags = mask_flags(max_per_pred, ref_c.count, covered)
+    if warn:
+        warn_degenerate(flags)
     return ExamResult(
         settings=settings,
         spacing_mm=tuple(float(s) for s in spacing),  # type: ignore[arg-type]
@@ -236,6 +275,10 @@ def evaluate_exam(
         intersection_volume_ml=overlap.n_voxels * voxel_ml,
         lesions=lesions,
         fp_volumes_ml=tuple(float(v) * voxel_ml for v in fp_voxels),
+        merged_predictions=int(np.count_nonzero(lesions_per_pred >= 2)),
+        max_lesions_per_prediction=max_per_pred,
+        pred_fraction=covered[0],
+        flags=flags,
     )
 
 

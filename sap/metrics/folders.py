@@ -1,8 +1,9 @@
 """Evaluate a folder of lesion predictions against a folder of reference cases, from Python.
 
 :func:`evaluate_folders` does what ``sap evaluate`` does and returns a
-:class:`FolderEvaluation` (tables, summary, and ``write`` for the files); the folder layouts
-are in :mod:`sap.metrics.case_files`, the metrics in ``docs/metrics.md``.
+:class:`FolderEvaluation` (tables as lists or DataFrames, summary, and ``write`` for the files
+and pictures); the folder layouts are in :mod:`sap.metrics.case_files`, the metrics in
+``docs/metrics.md``.
 
 >>> import tempfile, nibabel as nib, numpy as np
 >>> mask = np.zeros((8, 8, 8), np.uint8); mask[2:4, 2:4, 2:4] = 1
@@ -13,30 +14,51 @@ are in :mod:`sap.metrics.case_files`, the metrics in ``docs/metrics.md``.
 ...     result = evaluate_folders(Path(tmp) / "pred", Path(tmp) / "ref", bootstrap=None)
 >>> result.summary["metrics"]["sensitivity"]["median"], result.lesion_table()[0]["dice"]
 (1.0, 1.0)
+>>> result.exams["volume_ratio"].tolist(), result.summary["degenerate"]
+([1.0], {})
 """
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from sap.io import replace_folder
 from sap.labels import DEFAULT_LESION_FILE
-from sap.metrics.case_files import CaseFiles, CaseMatch, EvaluationWarning, load_case, match_cases
+from sap.metrics.case_files import (
+    BODY_IMAGE_FILE,
+    CaseFiles,
+    CaseMatch,
+    EvaluationWarning,
+    load_body_image,
+    load_case,
+    match_cases,
+)
 from sap.metrics.comparison import compare_summaries
+from sap.metrics.degenerate import body_mask_from_image, warn_degenerate
 from sap.metrics.detection import DetectionSettings
 from sap.metrics.evaluation import Evaluation
 from sap.metrics.froc import DEFAULT_MIN_PROB, exam_froc
-from sap.metrics.report import write_report, write_tuning_curve
+from sap.metrics.report import write_case_pictures, write_report, write_tuning_curve
 from sap.metrics.summary import DEFAULT_BOOTSTRAP, BootstrapSettings
 from sap.metrics.threshold import ThresholdTuning, tune_threshold
 from sap.volume import spacing_from_affine
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 #: Binarisation threshold of probability maps when none is given or tuned.
 DEFAULT_THRESHOLD = 0.5
+#: Folder (inside the output folder) of the per-case pictures of detected / missed / FP lesions.
+CASE_PICTURES_DIR = "cases"
+#: The command named in the marker of an evaluation's output folder.
+COMMAND = "sap evaluate"
 
 
 @dataclass(frozen=True)
@@ -50,6 +72,10 @@ class FolderEvaluation:
         pred_dir: the prediction folder (its name labels the model in tables).
         threshold: binarisation threshold of probability maps (None for binary masks).
         tuning: the threshold tuning, when the threshold was tuned on a fold.
+        body_image: file of the reference case folders that gave body masks and picture
+            backgrounds (None: not used).
+        input_dirs: every folder read (predictions, references, tuning fold); the output
+            folder must lie outside them.
     """
 
     evaluation: Evaluation
@@ -58,6 +84,8 @@ class FolderEvaluation:
     pred_dir: Path
     threshold: float | None = None
     tuning: ThresholdTuning | None = None
+    body_image: str | None = BODY_IMAGE_FILE
+    input_dirs: tuple[Path, ...] = ()
 
     def exam_table(self) -> list[dict[str, object]]:
         """One row per exam (see :meth:`Evaluation.exam_table`)."""
@@ -67,16 +95,60 @@ class FolderEvaluation:
         """One row per reference lesion (see :meth:`Evaluation.lesion_table`)."""
         return self.evaluation.lesion_table()
 
+    @property
+    def exams(self) -> pd.DataFrame:
+        """The per-exam table as a DataFrame indexed by ``case_id``."""
+        return self.evaluation.exams
+
+    @property
+    def lesions(self) -> pd.DataFrame:
+        """The per-lesion table as a DataFrame indexed by ``(case_id, lesion_id)``."""
+        return self.evaluation.lesions
+
+    def to_dataframe(self) -> pd.DataFrame:
+        """The summary's metrics as a DataFrame, one row per metric (median, CI, mean, pooled)."""
+        from sap.metrics.frames import summary_frame
+
+        return summary_frame(self.summary)
+
     def table(self, name: str | None = None) -> str:
         """The headline table (Markdown), medians [95 % CI]; ``name`` heads the column."""
         return compare_summaries([self.summary], [name or self.pred_dir.name or "model"])[1]
 
-    def write(self, out_dir: str | Path, *, plots: bool = True) -> dict[str, Path]:
-        """Write the tables, ``summary.json``, figures and tuning curve; returns the files."""
-        paths = write_report(self.evaluation, out_dir, summary=self.summary, plots=plots)
-        if self.tuning is not None:
-            paths["threshold_tuning"] = write_tuning_curve(self.tuning, out_dir)
-        return paths
+    def write(
+        self,
+        out_dir: str | Path,
+        *,
+        plots: bool = True,
+        overwrite: bool = False,
+        progress: bool = False,
+    ) -> dict[str, Path]:
+        """Write the tables, ``summary.json``, figures, per-case pictures (``cases/<id>.png``)
+        and the tuning curve; returns the files.
+
+        ``out_dir`` is written whole (:func:`sap.io.replace_folder`): it must lie outside the
+        input folders and be new, empty, or (with ``overwrite``) an earlier evaluation.
+        """
+        out = Path(out_dir)
+
+        def write(folder: Path) -> dict[str, Path]:
+            paths = write_report(self.evaluation, folder, summary=self.summary, plots=plots)
+            if plots:
+                paths.update(
+                    write_case_pictures(
+                        self.cases.cases,
+                        folder / CASE_PICTURES_DIR,
+                        threshold=self.threshold,
+                        connectivity=self.evaluation.settings.connectivity,
+                        body_image=self.body_image,
+                        progress=progress,
+                    )
+                )
+            if self.tuning is not None:
+                paths["threshold_tuning"] = write_tuning_curve(self.tuning, folder)
+            return {key: out / path.relative_to(folder) for key, path in paths.items()}
+
+        return replace_folder(out, COMMAND, write, overwrite=overwrite, inputs=self.input_dirs)
 
 
 def evaluate_folders(
@@ -93,6 +165,7 @@ def evaluate_folders(
     ref_file: str = DEFAULT_LESION_FILE,
     healthy_as_empty: bool = False,
     progress: bool = False,
+    body_image: str | None = BODY_IMAGE_FILE,
 ) -> FolderEvaluation:
     """Evaluate every case of ``ref_dir`` against its prediction in ``pred_dir``.
 
@@ -111,6 +184,14 @@ def evaluate_folders(
         ref_file: reference file name inside a case folder.
         healthy_as_empty: score case folders without ``ref_file`` as lesion-free exams.
         progress: show a progress bar.
+        body_image: image file of a reference case folder (default ``T1.nii.gz``) whose
+            rough body mask the degenerate-prediction flags use when it is there; None: the
+            whole volume.
+
+    Exams whose prediction looks degenerate (one component over many lesions, most of the
+    body predicted, a (near-)constant probability map) raise a
+    :class:`~sap.metrics.DegeneratePredictionWarning` and are listed in
+    ``summary["degenerate"]`` (``docs/metrics.md``, "Degenerate predictions").
 
     Raises:
         FileNotFoundError: a folder or a case's prediction is missing.
@@ -118,6 +199,7 @@ def evaluate_folders(
             message names the case.
     """
     settings = settings or DetectionSettings()
+    check_options(threshold, min_prob, bootstrap)
     if not prob and (threshold is not None or tune_dir is not None):
         raise ValueError("threshold and tune_dir apply to probability maps: pass prob=True.")
     if threshold is not None and tune_dir is not None:
@@ -135,13 +217,13 @@ def evaluate_folders(
             healthy_as_empty=healthy_as_empty,
         )
         _warn_if_shared(tune_cases, cases)
-        tuning = _tune(tune_cases.cases, settings, min_prob, progress)
+        tuning = _tune(tune_cases.cases, settings, min_prob, progress, body_image)
         threshold = tuning.threshold
     elif prob and threshold is None:
         threshold = DEFAULT_THRESHOLD
     evaluation = Evaluation(settings, min_prob=min_prob, threshold=threshold)
     for case in _progress(cases.cases, "sap evaluate", progress):
-        _add_case(evaluation, case, threshold if prob else None)
+        _add_case(evaluation, case, threshold if prob else None, body_image)
     summary = evaluation.summary(bootstrap) | {
         "pred_dir": str(pred_dir),
         "ref_dir": str(ref_dir),
@@ -154,7 +236,43 @@ def evaluate_folders(
             for key, value in tuning.to_dict().items()
             if key not in ("thresholds", "scores")
         } | {"tune_dir": str(tune_dir)}
-    return FolderEvaluation(evaluation, summary, cases, Path(pred_dir), threshold, tuning)
+    inputs = tuple(Path(p) for p in (pred_dir, ref_dir, tune_dir, tune_ref_dir) if p is not None)
+    return FolderEvaluation(
+        evaluation, summary, cases, Path(pred_dir), threshold, tuning, body_image, inputs
+    )
+
+
+def check_options(
+    threshold: float | None, min_prob: float, bootstrap: BootstrapSettings | None
+) -> None:
+    """Refuse numbers that cannot be meant, before any file is read.
+
+    Raises:
+        ValueError: naming the setting, its allowed range and the value given.
+    """
+    problems = []
+    if threshold is not None and not (math.isfinite(threshold) and 0.0 < threshold <= 1.0):
+        problems.append(f"threshold must be a probability in (0, 1], got {threshold!r}")
+    if not (math.isfinite(min_prob) and 0.0 < min_prob < 1.0):
+        problems.append(f"min_prob must be a probability in (0, 1), got {min_prob!r}")
+    if bootstrap is not None:
+        if int(bootstrap.n_resamples) != bootstrap.n_resamples or bootstrap.n_resamples < 0:
+            problems.append(
+                f"bootstrap resamples must be a whole number >= 0 (0: no confidence "
+                f"intervals), got {bootstrap.n_resamples!r}"
+            )
+        if (
+            isinstance(bootstrap.seed, bool)
+            or not isinstance(bootstrap.seed, int)
+            or bootstrap.seed < 0
+        ):
+            problems.append(f"bootstrap seed must be a whole number >= 0, got {bootstrap.seed!r}")
+        if not 0.0 < bootstrap.confidence_level < 1.0:
+            problems.append(
+                f"confidence level must be in (0, 1), got {bootstrap.confidence_level!r}"
+            )
+    if problems:
+        raise ValueError("; ".join(problems) + ".")
 
 
 def tune_threshold_on_folder(
@@ -174,7 +292,7 @@ def tune_threshold_on_folder(
     cases = match_cases(
         prob_dir, ref_dir, prob=True, ref_file=ref_file, healthy_as_empty=healthy_as_empty
     )
-    return _tune(cases.cases, settings or DetectionSettings(), min_prob, progress)
+    return _tune(cases.cases, settings or DetectionSettings(), min_prob, progress, BODY_IMAGE_FILE)
 
 
 def compare_folders(
@@ -200,34 +318,48 @@ def compare_folders(
     return compare_summaries(summaries, names)
 
 
-def _add_case(evaluation: Evaluation, case: CaseFiles, threshold: float | None) -> None:
+def _add_case(
+    evaluation: Evaluation, case: CaseFiles, threshold: float | None, body_image: str | None
+) -> None:
     """Load one case and add it; probability maps (``threshold`` given) are binarised."""
     pred, ref, affine = load_case(case, prob=threshold is not None)
     spacing = spacing_from_affine(affine)
+    body = _body(case, pred.shape, body_image)
     if threshold is None:
-        evaluation.add(case.case_id, pred, ref, spacing, affine=affine)
+        evaluation.add(case.case_id, pred, ref, spacing, affine=affine, body_mask=body)
     else:
         # A float64 threshold compares in float64 whatever the map's dtype (as the FROC does).
         binary = pred >= np.float64(threshold)
-        evaluation.add(case.case_id, binary, ref, spacing, prob=pred, affine=affine)
+        evaluation.add(case.case_id, binary, ref, spacing, prob=pred, affine=affine, body_mask=body)
+
+
+def _body(case: CaseFiles, shape: tuple[int, ...], body_image: str | None) -> np.ndarray | None:
+    image = load_body_image(case, shape, body_image)
+    return None if image is None else body_mask_from_image(image)
 
 
 def _tune(
-    cases: Sequence[CaseFiles], settings: DetectionSettings, min_prob: float, progress: bool
+    cases: Sequence[CaseFiles],
+    settings: DetectionSettings,
+    min_prob: float,
+    progress: bool,
+    body_image: str | None,
 ) -> ThresholdTuning:
     exams = []
     for case in _progress(cases, "tuning threshold", progress):
         prob, ref, affine = load_case(case, prob=True, role="tuning")
-        exams.append(
-            exam_froc(
-                prob,
-                ref,
-                spacing_from_affine(affine),
-                connectivity=settings.connectivity,
-                min_volume_ml=settings.min_volume_ml,
-                min_prob=min_prob,
-            )
+        exam = exam_froc(
+            prob,
+            ref,
+            spacing_from_affine(affine),
+            connectivity=settings.connectivity,
+            min_volume_ml=settings.min_volume_ml,
+            min_prob=min_prob,
+            body_mask=_body(case, prob.shape, body_image),
+            warn=False,
         )
+        warn_degenerate(exam.flags, f"{case.case_id} (tuning)")
+        exams.append(exam)
     return tune_threshold(exams, beta=settings.beta)
 
 
@@ -250,7 +382,10 @@ def _progress(items: Sequence[CaseFiles], description: str, show: bool):
 
 
 __all__ = [
+    "CASE_PICTURES_DIR",
+    "COMMAND",
     "DEFAULT_THRESHOLD",
+    "check_options",
     "FolderEvaluation",
     "compare_folders",
     "evaluate_folders",

@@ -3,7 +3,9 @@
 Exact at every threshold ``>= min_prob``: one maximum per lesion gives its detection, one
 merge tree of the probability map (:mod:`sap.metrics.false_positives`) the false-positive
 counts. The AUC integrates the curve's upper envelope up to 15 FP per exam (4 for the
-≥ 1 mL subset), not normalised. Definitions and caveats: ``docs/metrics.md`` ("FROC").
+≥ 1 mL subset), not normalised. Definitions and caveats: ``docs/metrics.md`` ("FROC"). A
+constant probability map reaches the maximum AUC; :func:`exam_froc` flags such maps
+(``ExamFROC.flags``, a :class:`~sap.metrics.degenerate.DegeneratePredictionWarning`).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sap.metrics.degenerate import probability_flags, warn_degenerate
 from sap.metrics.false_positives import count_at, false_positive_events
 from sap.volume import (
     DEFAULT_CONNECTIVITY,
@@ -45,6 +48,8 @@ class ExamFROC:
         fp_large_values, fp_large_deltas: the same for predicted components ≥ ``min_volume_ml``.
         min_prob: lowest exact threshold.
         connectivity, min_volume_ml: the settings used.
+        flags: why the map looks degenerate (empty when it does not; see
+            :func:`sap.metrics.degenerate.probability_flags`).
     """
 
     lesion_max_prob: np.ndarray
@@ -57,6 +62,7 @@ class ExamFROC:
     min_prob: float
     connectivity: int
     min_volume_ml: float
+    flags: tuple[str, ...] = ()
 
     def tp(self, thresholds: np.ndarray, large: bool = False) -> np.ndarray:
         """Detected reference lesions at each threshold."""
@@ -90,6 +96,8 @@ def exam_froc(
     connectivity: int = DEFAULT_CONNECTIVITY,
     min_volume_ml: float = 1.0,
     min_prob: float = DEFAULT_MIN_PROB,
+    body_mask: object | None = None,
+    warn: bool = True,
 ) -> ExamFROC:
     """Reduce one exam's probability map to its exact FROC ingredients.
 
@@ -100,6 +108,10 @@ def exam_froc(
         connectivity: 6, 18 or 26 (the same for prediction and reference).
         min_volume_ml: volume limit of the large subset.
         min_prob: lowest threshold of interest (> 0).
+        body_mask: the patient's body on the same grid (optional), for the flags.
+        warn: raise a :class:`~sap.metrics.degenerate.DegeneratePredictionWarning` when the
+            map is flagged (``.flags``): (near-)constant, or >= ``min_prob`` over most of the
+            volume (body).
     """
     if hasattr(prob, "detach"):
         prob = prob.detach().cpu().numpy()  # type: ignore[attr-defined]
@@ -123,6 +135,10 @@ def exam_froc(
     if not math.isfinite(min_prob) or min_prob <= 0:
         raise ValueError(f"min_prob must be a positive threshold, got {min_prob!r}.")
     min_voxels = min_voxels_for_volume(min_volume_ml, spacing)
+    body = None if body_mask is None else as_mask(body_mask, "body_mask")
+    flags = probability_flags(prob_array, min_prob, body)
+    if warn:
+        warn_degenerate(flags)
 
     ref_c = find_components(ref, connectivity)
     lesion_max = np.full(ref_c.count + 1, -np.inf)
@@ -139,6 +155,7 @@ def exam_froc(
         min_prob=float(min_prob),
         connectivity=connectivity,
         min_volume_ml=float(min_volume_ml),
+        flags=flags,
     )
 
 

@@ -8,7 +8,11 @@ Files of :func:`write_report` in the output folder:
 - ``false_positives.csv``: one row per false-positive component (case, volume mL);
 - ``summary.json``: settings, medians with bootstrap CIs, pooled values, ICC(2,1), FROC,
   and the per-exam / per-lesion values that :mod:`sap.metrics.comparison` tests on;
-- ``froc.png`` (with probability maps) and ``detection_by_volume.png``.
+- ``froc.png`` (with probability maps), ``detection_by_volume.png`` and
+  ``volume_agreement.png``;
+- ``cases/<case_id>.png`` (:func:`write_case_pictures`): a coronal MIP of each case's
+  detected, missed and false-positive lesions, numbered like ``per_lesion.csv`` and
+  ``false_positives.csv``.
 """
 
 from __future__ import annotations
@@ -17,10 +21,14 @@ import csv
 import io
 import json
 import math
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-from sap.io import write_text_atomic
+import numpy as np
+
+from sap.io import atomic_write, write_text_atomic
+from sap.metrics.case_files import CaseFiles, EvaluationWarning, load_body_image, load_case
 from sap.metrics.evaluation import Evaluation
 from sap.metrics.summary import DEFAULT_BOOTSTRAP, BootstrapSettings
 from sap.metrics.threshold import ThresholdTuning
@@ -138,33 +146,56 @@ def _write_tables(evaluation: Evaluation, out: Path) -> dict[str, Path]:
 
 
 def _write_plots(evaluation: Evaluation, out: Path) -> dict[str, Path]:
-    import matplotlib.pyplot as plt
+    from sap.metrics.plots import plot_detection_by_volume, plot_froc, plot_volume_agreement
 
-    from sap.metrics.froc import froc_curve
-    from sap.metrics.plots import plot_detection_by_volume, plot_froc
-
-    paths: dict[str, Path] = {}
-    lesions = [lesion for result in evaluation.results for lesion in result.lesions]
-    fig = plot_detection_by_volume(
-        [lesion.volume_ml for lesion in lesions],
-        [lesion.detected for lesion in lesions],
-        evaluation.fp_volumes_ml(),
-        len(evaluation.results),
-        out / "detection_by_volume.png",
-    )
-    plt.close(fig)
-    paths["detection_by_volume"] = out / "detection_by_volume.png"
+    paths = {
+        "detection_by_volume": out / "detection_by_volume.png",
+        "volume_agreement": out / "volume_agreement.png",
+    }
+    plot_detection_by_volume(evaluation, path=paths["detection_by_volume"])
+    plot_volume_agreement(evaluation, path=paths["volume_agreement"])
     if evaluation.frocs:
-        exams = list(evaluation.frocs.values())
-        fig = plot_froc(
-            froc_curve(exams),
-            froc_curve(exams, large=True),
-            out / "froc.png",
-            connectivity=evaluation.settings.connectivity,
-            min_volume_ml=evaluation.settings.min_volume_ml,
-        )
-        plt.close(fig)
         paths["froc"] = out / "froc.png"
+        plot_froc(evaluation, path=paths["froc"])
+    return paths
+
+
+def write_case_pictures(
+    cases: Sequence[CaseFiles],
+    out_dir: str | Path,
+    *,
+    threshold: float | None,
+    connectivity: int,
+    body_image: str | None,
+    progress: bool = False,
+) -> dict[str, Path]:
+    """``<out_dir>/<case_id>.png`` per case: detected / missed / false-positive lesions.
+
+    The files are read again (one case at a time, so memory stays flat); probability maps
+    (``threshold`` given) are binarised at ``threshold``. Returns the files by
+    ``"case:<case_id>"``.
+    """
+    from tqdm.auto import tqdm
+
+    from sap.metrics.case_plots import plot_detections
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths: dict[str, Path] = {}
+    for case in tqdm(cases, desc="case pictures", unit="case", disable=not progress):
+        pred, ref, affine = load_case(case, prob=threshold is not None)
+        if threshold is not None:
+            pred = pred >= np.float64(threshold)
+        with warnings.catch_warnings():  # said once already, by the evaluation
+            warnings.simplefilter("ignore", EvaluationWarning)
+            image = load_body_image(case, pred.shape, body_image)
+        fig = plot_detections(
+            pred, ref, affine, image=image, connectivity=connectivity, title=case.case_id
+        )
+        path = out / f"{case.case_id}.png"
+        paths[f"case:{case.case_id}"] = atomic_write(
+            path, lambda tmp, fig=fig: fig.savefig(tmp, format="png", dpi=100)
+        )
     return paths
 
 
@@ -189,6 +220,7 @@ def load_summary(path: str | Path) -> dict:
 __all__ = [
     "LESION_CSV_COLUMNS",
     "load_summary",
+    "write_case_pictures",
     "write_comparison",
     "write_report",
     "write_tuning_curve",

@@ -44,6 +44,8 @@ EXAM_METRICS: dict[str, str] = {
     "f_beta_large": "f_beta_large",
     "ref_volume_ml": "ref_volume_ml",
     "pred_volume_ml": "pred_volume_ml",
+    "volume_ratio": "volume_ratio",
+    "merged_predictions": "merged_predictions",
 }
 
 #: Per-lesion metrics over detected lesions: summary name -> per-lesion column.
@@ -68,9 +70,14 @@ def summarise(
     lesion_rows: Sequence[dict],
     settings: DetectionSettings,
     bootstrap: BootstrapSettings | None = DEFAULT_BOOTSTRAP,
+    degenerate: dict[str, Sequence[str]] | None = None,
 ) -> dict:
     """Summary dict from per-exam rows (:meth:`ExamResult.metrics` plus ``case_id``) and
-    per-lesion rows (``detected``, ``dice``, ``nsd``, ...); ``bootstrap=None``: no CIs."""
+    per-lesion rows (``detected``, ``dice``, ``nsd``, ...); ``bootstrap=None``: no CIs.
+
+    ``degenerate`` maps flagged case ids to their reasons (default: the exam rows whose
+    ``degenerate`` column is set, without reasons); the summary lists them under
+    ``"degenerate"``, next to the totals ``merged_predictions`` and ``volume_ratio``."""
     columns = {
         key: np.asarray([row[key] for row in exam_rows], dtype=np.float64)
         for key in exam_rows[0]
@@ -91,6 +98,12 @@ def summarise(
         values = np.asarray([row[column] for row in detected], dtype=np.float64)
         metrics[name] = _describe(values, "lesion", bootstrap) | {"pooled": _mean_or_nan(values)}
     case_ids = [str(row["case_id"]) for row in exam_rows]
+    if degenerate is None:
+        degenerate = {
+            case_id: []
+            for case_id, row in zip(case_ids, exam_rows)
+            if row.get("degenerate", 0.0) > 0
+        }
     return {
         "format": SUMMARY_FORMAT,
         "settings": settings.to_dict()
@@ -99,6 +112,9 @@ def summarise(
         "n_lesions": int(totals["tp"] + totals["fn"]),
         "n_lesions_large": int(totals["tp_large"] + totals["fn_large"]),
         "n_detected": int(totals["tp"]),
+        "merged_predictions": int(pooled["merged_predictions"]),
+        "volume_ratio": pooled["volume_ratio"],
+        "degenerate": {case_id: list(reasons) for case_id, reasons in degenerate.items()},
         "metrics": metrics,
         "icc_2_1_total_volume": volume_icc(columns["ref_volume_ml"], columns["pred_volume_ml"]),
         "per_exam": {
@@ -137,7 +153,13 @@ def _pooled(
         ),
         "ref_volume_ml": float(np.sum(columns["ref_volume_ml"])),
         "pred_volume_ml": float(np.sum(columns["pred_volume_ml"])),
+        "volume_ratio": _ratio(columns["pred_volume_ml"].sum(), columns["ref_volume_ml"].sum()),
+        "merged_predictions": float(np.sum(columns["merged_predictions"])),
     }
+
+
+def _ratio(numerator: float, denominator: float) -> float:
+    return float(numerator / denominator) if denominator else math.nan
 
 
 def headline_metrics(summary: dict, statistic: str = "median") -> dict[str, float | None]:
@@ -171,14 +193,29 @@ def _none_if_nan(value: object) -> float | None:
     return None if math.isnan(value) else value
 
 
+#: Said in every FROC summary: what the FROC-AUC cannot see (docs/metrics.md, "FROC").
+FROC_CAVEAT = (
+    "A constant probability map (any constant >= min_prob) reaches the maximum FROC-AUC: at "
+    "low thresholds it is one component touching every lesion, sensitivity 1 at 0 FP per exam. "
+    "Read FROC-AUC with the detection numbers, Dice and volume_ratio; flagged_cases lists the "
+    "exams whose maps look like that (docs/metrics.md, 'Degenerate predictions')."
+)
+
+
 def froc_summary(
     exams: Sequence[ExamFROC],
     max_fp_per_exam: float = DEFAULT_MAX_FP_PER_EXAM,
     max_fp_per_exam_large: float = DEFAULT_MAX_FP_PER_EXAM_LARGE,
+    case_ids: Sequence[str] | None = None,
 ) -> dict:
-    """FROC curves (all lesions and large subset) with AUCs, as a JSON-ready dict."""
+    """FROC curves (all lesions and large subset) with AUCs, as a JSON-ready dict.
+
+    ``caveat`` states the FROC-AUC's blind spot; ``flagged_cases`` lists the exams (by
+    ``case_ids``, default their index) whose probability maps are flagged as degenerate.
+    """
     curve = froc_curve(exams)
     curve_large = froc_curve(exams, large=True)
+    ids = list(case_ids) if case_ids is not None else [str(i) for i in range(len(exams))]
     return {
         "auc": curve.auc(max_fp_per_exam),
         "auc_normalised": curve.auc(max_fp_per_exam) / max_fp_per_exam,
@@ -188,6 +225,8 @@ def froc_summary(
         "auc_large_normalised": curve_large.auc(max_fp_per_exam_large) / max_fp_per_exam_large,
         "max_fp_per_exam_large": max_fp_per_exam_large,
         "extended_large": curve_large.extended(max_fp_per_exam_large),
+        "caveat": FROC_CAVEAT,
+        "flagged_cases": [case_id for case_id, exam in zip(ids, exams) if exam.flags],
         "curve": curve.to_dict(),
         "curve_large": curve_large.to_dict(),
     }
@@ -233,6 +272,7 @@ def json_ready(value: object) -> object:
 __all__ = [
     "DEFAULT_BOOTSTRAP",
     "EXAM_METRICS",
+    "FROC_CAVEAT",
     "LESION_METRICS",
     "SUMMARY_FORMAT",
     "BootstrapSettings",

@@ -10,6 +10,7 @@ Input shapes: one exam ``(D, H, W)``, a batch ``(B, D, H, W)`` or ``(B, 1, D, H,
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -18,6 +19,7 @@ from torchmetrics import Metric
 from torchmetrics.utilities.data import dim_zero_cat
 
 from sap.labels import SKELETON_LABELS
+from sap.metrics.degenerate import DegeneratePredictionWarning
 from sap.metrics.detection import DetectionSettings, evaluate_exam
 from sap.metrics.froc import (
     DEFAULT_MAX_FP_PER_EXAM,
@@ -56,6 +58,11 @@ EXAM_COLUMNS: tuple[str, ...] = (
     "ref_volume_ml",
     "pred_volume_ml",
     "intersection_volume_ml",
+    "merged_predictions",
+    "max_lesions_per_prediction",
+    "volume_ratio",
+    "pred_fraction",
+    "degenerate",
 )
 LESION_COLUMNS: tuple[str, ...] = ("volume_ml", "large", "detected", "dice", "nsd")
 
@@ -97,6 +104,26 @@ def _spacings(spacing_mm: object, default: object, n: int) -> list[np.ndarray]:
     return [array] * n
 
 
+def _inputs(
+    preds: object,
+    target: object,
+    spacing_mm: object,
+    body_mask: object,
+    default_spacing: object,
+    what: str,
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]]:
+    """``(prediction, target, spacing, body mask or None)`` per exam of an ``update`` call."""
+    pred_list = _exams(preds, "preds")
+    target_list = _exams(target, "target")
+    if len(pred_list) != len(target_list):
+        raise ValueError(f"Got {len(pred_list)} {what} for {len(target_list)} targets.")
+    spacings = _spacings(spacing_mm, default_spacing, len(pred_list))
+    bodies = [None] * len(pred_list) if body_mask is None else _exams(body_mask, "body_mask")
+    if len(bodies) != len(pred_list):
+        raise ValueError(f"Got {len(bodies)} body masks for {len(pred_list)} {what}.")
+    return list(zip(pred_list, target_list, spacings, bodies))
+
+
 def _cat(state: object, width: int) -> torch.Tensor:
     if isinstance(state, list) and not state:
         return torch.zeros((0, width), dtype=torch.float64)
@@ -116,11 +143,16 @@ class LesionDetection(Metric):
             integer predictions are used as they are (non-zero = lesion).
         spacing_mm: default voxel spacing when ``update`` gets none.
 
-    ``update(preds, target, spacing_mm=None)``; ``compute()`` returns scalar tensors:
-    for every per-exam metric of :data:`sap.metrics.evaluation.EXAM_METRICS` (sensitivity,
-    precision, fp_per_exam, f_beta, mean_lesion_dice, global_dice and ``*_large``) the
-    pooled value under its name and the median over exams as ``<name>_median``;
-    ``dice_detected`` / ``nsd_detected`` (mean over detected lesions) with their medians;
+    ``update(preds, target, spacing_mm=None, body_mask=None)``; ``compute()`` returns scalar
+    tensors: for every per-exam metric of :data:`sap.metrics.summary.EXAM_METRICS`
+    (sensitivity, precision, fp_per_exam, f_beta, mean_lesion_dice, global_dice, ``*_large``,
+    volumes, ``volume_ratio`` and ``merged_predictions``) the pooled value under its name
+    (``merged_predictions``: the total over exams; ``volume_ratio``: total predicted / total
+    reference volume) and the median over exams as ``<name>_median``; ``dice_detected`` /
+    ``nsd_detected`` (mean over detected lesions) with their medians; ``patient_mean_dice``
+    (the paper's per-patient mean lesion Dice, missed lesions 0, averaged over exams with
+    lesions); ``degenerate_exams`` (exams flagged as degenerate predictions, with one
+    :class:`~sap.metrics.DegeneratePredictionWarning` per ``compute()``);
     ``icc_total_volume``; ``n_exams``, ``n_lesions``. Undefined values are NaN.
     """
 
@@ -155,17 +187,21 @@ class LesionDetection(Metric):
         self.add_state("lesion_stats", default=[], dist_reduce_fx="cat")
         self.set_dtype(torch.float64)
 
-    def update(self, preds: torch.Tensor, target: torch.Tensor, spacing_mm: object = None) -> None:
-        """Evaluate each exam of the batch and keep its rows."""
-        pred_list = _exams(preds, "preds")
-        target_list = _exams(target, "target")
-        if len(pred_list) != len(target_list):
-            raise ValueError(f"Got {len(pred_list)} predictions for {len(target_list)} targets.")
-        spacings = _spacings(spacing_mm, self.spacing_mm, len(pred_list))
-        for pred, ref, spacing in zip(pred_list, target_list, spacings):
+    def update(
+        self,
+        preds: torch.Tensor,
+        target: torch.Tensor,
+        spacing_mm: object = None,
+        body_mask: object = None,
+    ) -> None:
+        """Evaluate each exam of the batch and keep its rows (``body_mask``: optional, like
+        ``target``; the degenerate flag then counts body voxels)."""
+        for pred, ref, spacing, body in _inputs(
+            preds, target, spacing_mm, body_mask, self.spacing_mm, "predictions"
+        ):
             if pred.dtype.kind == "f":
                 pred = pred >= np.float64(self.threshold)
-            result = evaluate_exam(pred, ref, spacing, self.settings)
+            result = evaluate_exam(pred, ref, spacing, self.settings, body_mask=body, warn=False)
             row = result.metrics()
             self.exam_stats.append(
                 torch.tensor(
@@ -208,10 +244,27 @@ class LesionDetection(Metric):
         for name, stats in summary["metrics"].items():
             out[name] = stats["pooled"]
             out[f"{name}_median"] = stats["median"]
+        per_patient = exams[:, EXAM_COLUMNS.index("mean_lesion_dice")]
+        per_patient = per_patient[np.isfinite(per_patient)]
+        out["patient_mean_dice"] = float(per_patient.mean()) if per_patient.size else np.nan
+        n_degenerate = int(exams[:, EXAM_COLUMNS.index("degenerate")].sum())
+        out["degenerate_exams"] = n_degenerate
+        if n_degenerate:
+            warnings.warn(
+                f"{n_degenerate} of {exams.shape[0]} exams look like degenerate predictions (one "
+                "component over many lesions, or most of the volume predicted): their "
+                "sensitivity, precision and F2 are not meaningful; watch patient_mean_dice and "
+                "volume_ratio (docs/metrics.md, 'Degenerate predictions').",
+                DegeneratePredictionWarning,
+                stacklevel=2,
+            )
         out["icc_total_volume"] = summary["icc_2_1_total_volume"]
         out["n_exams"] = summary["n_exams"]
         out["n_lesions"] = summary["n_lesions"]
-        return {k: torch.tensor(float(v), dtype=torch.float64) for k, v in out.items()}
+        return {
+            k: torch.tensor(np.nan if v is None else float(v), dtype=torch.float64)
+            for k, v in out.items()
+        }
 
 
 class LesionFROC(Metric):
@@ -224,9 +277,12 @@ class LesionFROC(Metric):
         max_fp_per_exam_large: AUC limit for the large subset (default 4).
         spacing_mm: default voxel spacing when ``update`` gets none.
 
-    ``update(probs, target, spacing_mm=None)``; ``compute()`` returns ``froc_auc``,
-    ``froc_auc_large`` (not normalised, as the paper) and ``froc_auc_normalised``,
-    ``froc_auc_large_normalised`` (divided by the limit: mean sensitivity).
+    ``update(probs, target, spacing_mm=None, body_mask=None)``; ``compute()`` returns
+    ``froc_auc``, ``froc_auc_large`` (not normalised, as the paper) and
+    ``froc_auc_normalised``, ``froc_auc_large_normalised`` (divided by the limit: mean
+    sensitivity), and ``degenerate_exams``: exams whose maps are (near-)constant or at or
+    above ``min_prob`` over most of the volume. A constant map reaches the maximum AUC, so
+    ``compute()`` warns (:class:`~sap.metrics.DegeneratePredictionWarning`) when any is.
     """
 
     is_differentiable = False
@@ -262,17 +318,21 @@ class LesionFROC(Metric):
             self.add_state(name, default=[], dist_reduce_fx="cat")
         self.set_dtype(torch.float64)
         self.add_state("n_exams", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
+        self.add_state(
+            "n_degenerate", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum"
+        )
 
-    def update(self, probs: torch.Tensor, target: torch.Tensor, spacing_mm: object = None) -> None:
+    def update(
+        self,
+        probs: torch.Tensor,
+        target: torch.Tensor,
+        spacing_mm: object = None,
+        body_mask: object = None,
+    ) -> None:
         """Reduce each exam's probability map to its FROC events."""
-        prob_list = _exams(probs, "probs")
-        target_list = _exams(target, "target")
-        if len(prob_list) != len(target_list):
-            raise ValueError(
-                f"Got {len(prob_list)} probability maps for {len(target_list)} targets."
-            )
-        spacings = _spacings(spacing_mm, self.spacing_mm, len(prob_list))
-        for prob, ref, spacing in zip(prob_list, target_list, spacings):
+        for prob, ref, spacing, body in _inputs(
+            probs, target, spacing_mm, body_mask, self.spacing_mm, "probability maps"
+        ):
             exam = exam_froc(
                 prob,
                 ref,
@@ -280,7 +340,10 @@ class LesionFROC(Metric):
                 connectivity=self.connectivity,
                 min_volume_ml=self.min_volume_ml,
                 min_prob=self.min_prob,
+                body_mask=body,
+                warn=False,
             )
+            self.n_degenerate += int(bool(exam.flags))
             for name in (
                 "lesion_max_prob",
                 "lesion_large",
@@ -325,7 +388,17 @@ class LesionFROC(Metric):
             "froc_auc_normalised": auc / self.max_fp_per_exam,
             "froc_auc_large": auc_large,
             "froc_auc_large_normalised": auc_large / self.max_fp_per_exam_large,
+            "degenerate_exams": float(self.n_degenerate),
         }
+        if int(self.n_degenerate):
+            warnings.warn(
+                f"{int(self.n_degenerate)} of {n_exams} probability maps are (near-)constant or "
+                f">= min_prob={self.min_prob:g} over most of the volume; a constant map reaches "
+                "the maximum FROC-AUC, so this AUC is not meaningful (docs/metrics.md, "
+                "'Degenerate predictions').",
+                DegeneratePredictionWarning,
+                stacklevel=2,
+            )
         return {k: torch.tensor(v, dtype=torch.float64) for k, v in values.items()}
 
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 from sap.tasks.base import SegmentationTask
 from sap.tasks.checkpoints import load_task_checkpoint
 from sap.tasks.finetuning import LesionFinetuning
+from sap.tasks.initialisation import TransferMode, restoring_weights
 from sap.tasks.pretraining import AnatomicalPretraining
+from sap.tasks.schedule import WarmupCosineSchedule
 from sap.tasks.transfer import TransferError, TransferReport, transfer_encoder_decoder
 
 __all__ = [
@@ -13,7 +15,10 @@ __all__ = [
     "LesionFinetuning",
     "SegmentationTask",
     "TransferError",
+    "TransferMode",
     "TransferReport",
+    "WarmupCosineSchedule",
     "load_task_checkpoint",
+    "restoring_weights",
     "transfer_encoder_decoder",
 ]

@@ -12,6 +12,7 @@ checkpoints and loggers are Trainer configuration.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 from typing import Any, Literal
@@ -22,30 +23,17 @@ import torch
 from monai.losses import DiceCELoss
 
 from sap.backbones import SegmentationBackbone, build_backbone
+from sap.errors import ConfigError
 from sap.inference.sliding import SlidingWindowResult, sliding_window_predict
 from sap.metrics import class_dice
 from sap.recipe import ModelRecipe, TaskName
+from sap.tasks.checks import check_patch_size, check_range
+from sap.tasks.panels import validation_panel
+from sap.tasks.schedule import WarmupCosineSchedule, check_training_length
 
 OptimizerName = Literal["adam", "adamw"]
 
-
-def warmup_cosine_factor(
-    step: int, warmup_steps: int, total_steps: int, min_factor: float = 0.0
-) -> float:
-    """Learning-rate multiplier: linear warm-up from ~0 to 1, then cosine decay to ``min_factor``.
-
-    >>> warmup_cosine_factor(0, 10, 100) < 0.2
-    True
-    >>> warmup_cosine_factor(10, 10, 100)
-    1.0
-    >>> round(warmup_cosine_factor(100, 10, 100), 6)
-    0.0
-    """
-    if warmup_steps > 0 and step < warmup_steps:
-        return (step + 1) / (warmup_steps + 1)
-    decay_steps = max(1, total_steps - warmup_steps)
-    progress = min(1.0, (step - warmup_steps) / decay_steps)
-    return min_factor + (1.0 - min_factor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+log = logging.getLogger(__name__)
 
 
 class SegmentationTask(L.LightningModule):
@@ -101,13 +89,15 @@ class SegmentationTask(L.LightningModule):
     ) -> None:
         super().__init__()
         if len(labels) < 2:
-            raise ValueError(
-                f"A segmentation task needs at least 2 labels (background + one), got {list(labels)}"
+            raise ConfigError(
+                f"model.labels needs at least 2 labels (background + one), got {list(labels)}."
             )
-        if len(patch_size) != 3 or any(int(s) <= 0 for s in patch_size):
-            raise ValueError(f"patch_size must be 3 positive voxel counts, got {list(patch_size)}")
+        if not channels or len(set(channels)) != len(channels):
+            raise ConfigError(
+                f"model.channels must name each input channel once, got {list(channels)}."
+            )
         if optimizer not in ("adam", "adamw"):
-            raise ValueError(f"optimizer must be 'adam' or 'adamw', got {optimizer!r}")
+            raise ConfigError(f"model.optimizer must be 'adam' or 'adamw', got {optimizer!r}.")
         self.channels = list(channels)
         self.labels = list(labels)
         self.task = task
@@ -122,15 +112,18 @@ class SegmentationTask(L.LightningModule):
             **self.backbone_kwargs,
         )
         multiple = int(getattr(self.model, "spatial_multiple", 1))
-        if any(s % multiple for s in self.patch_size):
-            raise ValueError(
-                f"patch_size {list(self.patch_size)} must be divisible by {multiple} for backbone {backbone!r}"
-            )
+        self.patch_size = check_patch_size(patch_size, multiple, backbone)
         self.optimizer_name = optimizer
-        self.weight_decay = float(weight_decay)
-        self.warmup_epochs = float(warmup_epochs)
-        self.sw_overlap = float(sw_overlap)
-        self.sw_batch_size = int(sw_batch_size)
+        self.weight_decay = check_range("weight_decay", weight_decay, low=0.0)
+        self.warmup_epochs = check_range("warmup_epochs", warmup_epochs, low=0.0)
+        self.sw_overlap = check_range("sw_overlap", sw_overlap, low=0.0, high=1.0, high_open=True)
+        self.sw_batch_size = int(check_range("sw_batch_size", sw_batch_size, low=1))
+        check_range("lambda_dice", lambda_dice, low=0.0)
+        check_range("lambda_ce", lambda_ce, low=0.0)
+        if lambda_dice == 0 and lambda_ce == 0:
+            raise ConfigError("model.lambda_dice and model.lambda_ce are both 0: nothing to learn.")
+        self.schedule: WarmupCosineSchedule | None = None
+        self._restored_schedule: tuple[WarmupCosineSchedule, int] | None = None
         # Background is excluded from the Dice term only: cross-entropy still needs it, and a
         # Dice on background (most of a whole-body volume) would drown the small foreground.
         self.loss_fn = DiceCELoss(
@@ -145,8 +138,7 @@ class SegmentationTask(L.LightningModule):
 
     @staticmethod
     def _ce_weights(num_classes: int, background_weight: float) -> torch.Tensor | None:
-        if background_weight <= 0:
-            raise ValueError(f"ce_background_weight must be positive, got {background_weight}")
+        check_range("ce_background_weight", background_weight, low=0.0, low_open=True)
         if background_weight == 1.0:
             return None
         weights = torch.ones(num_classes)
@@ -168,6 +160,17 @@ class SegmentationTask(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["sap_recipe"] = self.recipe().to_dict()
+        if self.schedule is not None:
+            checkpoint["sap_schedule"] = self.schedule.to_dict()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Keep the schedule a resumed run had, to report a change of length."""
+        schedule = checkpoint.get("sap_schedule")
+        if isinstance(schedule, dict):
+            self._restored_schedule = (
+                WarmupCosineSchedule.from_dict(schedule),
+                int(checkpoint.get("global_step", 0)),
+            )
 
     # ------------------------------------------------------------------ forward / loss
     def forward(self, image: torch.Tensor) -> torch.Tensor:
@@ -222,7 +225,7 @@ class SegmentationTask(L.LightningModule):
     def _window_probabilities(self, windows: torch.Tensor) -> torch.Tensor:
         return torch.softmax(self.model(windows), dim=1)
 
-    def _evaluate_volumes(self, batch: dict[str, Any], stage: str) -> None:
+    def _evaluate_volumes(self, batch: dict[str, Any], stage: str, batch_idx: int = 0) -> None:
         """Per-class and foreground Dice of every whole volume of ``batch``, then task metrics.
 
         No whole-volume loss is logged: it would need float logits of every class over the
@@ -234,6 +237,40 @@ class SegmentationTask(L.LightningModule):
             reference = batch["label"][index].detach().cpu().numpy()
             self._log_dice(stage, result.labels, reference)
             self._on_volume_evaluated(stage, result, reference, batch, index)
+            if stage == "val" and batch_idx == 0 and index == 0:
+                self._log_panel(batch, index, reference, result.labels)
+
+    def _image_loggers(self) -> list[Any]:
+        """Attached loggers that take images (W&B, TensorBoard), on the main process only."""
+        from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
+
+        if self._trainer is None or self.trainer.sanity_checking or not self.trainer.is_global_zero:
+            return []
+        return [
+            logger
+            for logger in self.trainer.loggers
+            if isinstance(logger, WandbLogger | TensorBoardLogger)
+        ]
+
+    def _log_panel(
+        self, batch: dict[str, Any], index: int, reference: np.ndarray, prediction: np.ndarray
+    ) -> None:
+        """The first validation case as a coronal panel (:mod:`sap.tasks.panels`), if logged."""
+        loggers = self._image_loggers()
+        if not loggers:
+            return
+        from lightning.pytorch.loggers import WandbLogger
+
+        panel = validation_panel(
+            batch["image"][index].detach().cpu().numpy(), reference, prediction
+        )
+        case_id = str(batch.get("case_id", ["case"])[index])
+        caption = f"{case_id}: image | reference | prediction"
+        for logger in loggers:
+            if isinstance(logger, WandbLogger):
+                logger.log_image("val/panel", [panel], step=self.global_step, caption=[caption])
+            else:
+                logger.experiment.add_image("val/panel", panel, self.global_step, dataformats="HWC")
 
     def _log_dice(self, stage: str, prediction: np.ndarray, reference: np.ndarray) -> None:
         """Dice of each class and of the foreground; classes absent from both are NaN, not logged."""
@@ -261,10 +298,10 @@ class SegmentationTask(L.LightningModule):
         """Hook for task-specific whole-volume metrics (lesion detection)."""
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        self._evaluate_volumes(batch, "val")
+        self._evaluate_volumes(batch, "val", batch_idx)
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        self._evaluate_volumes(batch, "test")
+        self._evaluate_volumes(batch, "test", batch_idx)
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> list[SlidingWindowResult]:
         return [self.predict_volume(image) for image in batch["image"]]
@@ -284,18 +321,46 @@ class SegmentationTask(L.LightningModule):
         ]
         optimizer_class = torch.optim.AdamW if self.optimizer_name == "adamw" else torch.optim.Adam
         optimizer = optimizer_class(param_groups, weight_decay=self.weight_decay)
-
-        total_steps = max(1, int(self.trainer.estimated_stepping_batches))
-        max_epochs = (
-            self.trainer.max_epochs
-            if self.trainer.max_epochs and self.trainer.max_epochs > 0
-            else 1
-        )
-        warmup_steps = int(round(self.warmup_epochs * total_steps / max_epochs))
-        scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: warmup_cosine_factor(step, warmup_steps, total_steps)
-        )
+        schedule = self._build_schedule()
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: schedule(step))
         return {
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
         }
+
+    def _build_schedule(self) -> WarmupCosineSchedule:
+        """Warm-up + cosine over this run's steps; a resumed run continues its own schedule.
+
+        Resumed with a larger ``max_epochs``, the schedule is the one of a run planned that
+        long (see :mod:`sap.tasks.schedule`); the change is logged.
+        """
+        trainer = self.trainer
+        check_training_length(trainer.max_epochs, trainer.max_steps)
+        total_steps = trainer.estimated_stepping_batches
+        if not math.isfinite(total_steps):
+            raise ConfigError(
+                "The training length is unbounded (max_epochs -1 and no max_steps); give "
+                "--trainer.max_epochs N."
+            )
+        total_steps = max(1, int(total_steps))
+        batches = trainer.num_training_batches
+        steps_per_epoch = (
+            max(1, math.ceil(batches / trainer.accumulate_grad_batches))
+            if math.isfinite(batches)
+            else total_steps
+        )
+        warmup_steps = min(total_steps, int(round(self.warmup_epochs * steps_per_epoch)))
+        self.schedule = WarmupCosineSchedule(warmup_steps, total_steps)
+        if self._restored_schedule is not None and self._restored_schedule[0] != self.schedule:
+            restored, step = self._restored_schedule
+            log.warning(
+                "Resumed at step %d with a schedule of %d steps (the checkpoint planned %d): the "
+                "learning-rate factor goes from %.3g to %.3g and decays to 0 at step %d.",
+                step,
+                total_steps,
+                restored.total_steps,
+                restored(step),
+                self.schedule(step),
+                total_steps,
+            )
+        return self.schedule

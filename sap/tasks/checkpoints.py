@@ -8,6 +8,7 @@ import torch
 
 from sap.tasks.base import SegmentationTask
 from sap.tasks.finetuning import LesionFinetuning
+from sap.tasks.initialisation import restoring_weights
 from sap.tasks.pretraining import AnatomicalPretraining
 from sap.zoo.checkpoint import CheckpointError, read_checkpoint
 
@@ -25,8 +26,9 @@ def load_task_checkpoint(
     The file is read by :func:`sap.zoo.read_checkpoint` (``weights_only=True``: tensors and
     plain values, never code). The task class comes from the stored recipe; the module is
     rebuilt from its saved hyper-parameters, without the ``_class_path`` / ``_instantiator``
-    entries LightningCLI adds. A fine-tuning module comes back with ``init="scratch"``: its
-    weights are in the checkpoint already.
+    entries LightningCLI adds, inside :func:`~sap.tasks.initialisation.restoring_weights`:
+    a fine-tuning module keeps its recorded ``init`` (and ``transfer_record``) but never
+    reads it — its weights are in the checkpoint.
 
     Raises:
         FileNotFoundError: no such file.
@@ -37,9 +39,10 @@ def load_task_checkpoint(
     hparams = {
         key: value for key, value in checkpoint.hyper_parameters.items() if not key.startswith("_")
     }
-    if task_class is LesionFinetuning:
-        hparams["init"] = "scratch"
-    module = task_class(**hparams)
+    with restoring_weights():
+        module = task_class(**hparams)
+    if isinstance(module, LesionFinetuning):
+        module.transfer_record = dict(checkpoint.transfer)
     missing, unexpected = module.load_state_dict(checkpoint.state_dict, strict=False)
     if missing or unexpected:
         raise CheckpointError(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -13,9 +12,16 @@ import torch
 from sap.inference.sliding import SlidingWindowResult
 from sap.labels import CHANNELS, LESION_LABELS
 from sap.tasks.base import OptimizerName, SegmentationTask
-from sap.tasks.transfer import TransferReport, transfer_encoder_decoder
+from sap.tasks.checks import check_range
+from sap.tasks.initialisation import (
+    TransferMode,
+    check_init,
+    check_transfer_mode,
+    is_scratch,
+    load_init,
+)
+from sap.tasks.transfer import TransferReport
 from sap.volume import spacing_from_affine
-from sap.zoo.checkpoint import read_state_dict
 
 log = logging.getLogger(__name__)
 
@@ -23,19 +29,23 @@ log = logging.getLogger(__name__)
 class LesionFinetuning(SegmentationTask):
     """Segment bone metastases; optionally start from a skeleton model (SAP).
 
-    With ``init`` pointing at a skeleton checkpoint, encoder *and* decoder are loaded from it,
-    its head is dropped, and a freshly initialised 2-class head is used — the model keeps its
+    With ``init`` naming a skeleton model, encoder *and* decoder are loaded from it, its head
+    is dropped, and a freshly initialised 2-class head is used — the model keeps its
     anatomical knowledge and only learns what a lesion is. Encoder, decoder and head get their
     own learning rates (paper: encoder 2e-6 < decoder 1e-5), so the pretrained features move
     slowly while the new head catches up.
 
-    The transfer happens when training starts (``setup("fit")``) rather than in ``__init__``,
-    so that a checkpoint of this module can be reloaded on a machine without the original
-    skeleton checkpoint.
+    ``init`` is checked when the module is built and read when training starts
+    (:mod:`sap.tasks.initialisation`); a run resumed from a checkpoint keeps the restored
+    weights and never reads ``init`` again. The source is recorded in every checkpoint
+    (``checkpoint["sap_transfer"]``: ``source``, ``base_model``, ``transfer``, ...).
 
     Args:
-        init: ``"scratch"`` or the path of a skeleton model: Lightning ``.ckpt``, zoo export
-            folder, ``.safetensors`` or a reference-code ``.pt``/``.pth`` state dict.
+        init: ``None`` / ``"scratch"`` (random), or any source :func:`sap.zoo.load_pretrained`
+            takes (zoo name, ``hf://owner/repo@revision``, export folder, ``.ckpt``) or a
+            plain state dict (reference-code ``.pt``/``.pth``, ``.safetensors``).
+        transfer: ``"encoder+decoder"`` (SAP) or ``"encoder"`` (decoder and head fresh, as
+            for an SSL encoder).
         backbone: registered backbone name; must match the pretrained model's.
         backbone_kwargs: extra builder arguments; must match the pretrained model's.
         channels: input channel names in order.
@@ -62,7 +72,8 @@ class LesionFinetuning(SegmentationTask):
 
     def __init__(
         self,
-        init: str = "scratch",
+        init: str | None = "scratch",
+        transfer: TransferMode = "encoder+decoder",
         backbone: str = "swin_unetr",
         backbone_kwargs: dict[str, Any] | None = None,
         channels: Sequence[str] = CHANNELS,
@@ -101,14 +112,21 @@ class LesionFinetuning(SegmentationTask):
             batch_dice=batch_dice,
             ce_background_weight=ce_background_weight,
         )
-        if init != "scratch" and not str(init).strip():
-            raise ValueError("init must be 'scratch' or the path of a skeleton model")
-        self.init = str(init)
-        self.lr_encoder = float(lr_encoder)
-        self.lr_decoder = float(lr_decoder)
-        self.lr_head = float(lr_head)
-        self.detection_threshold = float(detection_threshold)
+        self.init = check_init(init)
+        self.transfer = transfer
+        check_transfer_mode(transfer)
+        rate = "learning rates are positive (paper: encoder 2e-6, decoder and head 1e-5)"
+        self.lr_encoder = check_range("lr_encoder", lr_encoder, low=0.0, low_open=True, hint=rate)
+        self.lr_decoder = check_range("lr_decoder", lr_decoder, low=0.0, low_open=True, hint=rate)
+        self.lr_head = check_range("lr_head", lr_head, low=0.0, low_open=True, hint=rate)
+        self.detection_threshold = check_range(
+            "detection_threshold", detection_threshold, low=0.0, high=1.0, low_open=True
+        )
+        #: The transfer done by this process (None: none done here).
         self.transfer_report: TransferReport | None = None
+        #: ``checkpoint["sap_transfer"]``: from this process's transfer or a restored checkpoint.
+        self.transfer_record: dict[str, Any] = {}
+        self._weights_restored = False
         self.save_hyperparameters()
         from sap.metrics import LesionDetection
 
@@ -124,38 +142,32 @@ class LesionFinetuning(SegmentationTask):
     def learning_rates(self) -> dict[str, float]:
         return {"encoder": self.lr_encoder, "decoder": self.lr_decoder, "head": self.lr_head}
 
-    def initialise_from(self, source: str | Path) -> TransferReport:
-        """Load encoder and decoder from a pretrained model now; keep the fresh head.
+    def initialise(self) -> TransferReport | None:
+        """Load the ``transfer`` groups from ``init`` now (nothing for ``"scratch"``).
 
-        Raises :class:`sap.tasks.transfer.TransferError` when the encoder or decoder did not
-        load completely. The report (every loaded, missing and unexpected key) is kept in
-        ``self.transfer_report`` and logged.
+        Raises:
+            ConfigError: the pretrained model has other channels, channel order or backbone.
+            TransferError: a transferred tensor is missing or has another shape.
         """
-        state = read_state_dict(source)
-        report = transfer_encoder_decoder(self.model, state, source=str(source))
-        self.transfer_report = report
-        log.warning(report.summary())
-        return report
+        if is_scratch(self.init):
+            return None
+        self.transfer_report, self.transfer_record = load_init(
+            self.model,
+            self.init,
+            self.transfer,
+            self.channels,
+            self.backbone_name,
+            self.backbone_kwargs,
+        )
+        return self.transfer_report
 
-    def setup(self, stage: str) -> None:
-        if stage != "fit" or self.init == "scratch" or self.transfer_report is not None:
+    def on_fit_start(self) -> None:
+        # Here, not in setup(): Lightning restores a checkpoint (on_load_checkpoint) after
+        # setup() and before on_fit_start(), so only now is it known whether the weights
+        # come from a checkpoint (resume: the restored weights win, init is never read).
+        if self._weights_restored or self.transfer_record:
             return
-        resuming = self._trainer is not None and self.trainer.ckpt_path is not None
-        if resuming:
-            # Resuming a fine-tuning run: the checkpoint about to be restored already holds
-            # the transferred (and since trained) weights.
-            return
-        self.initialise_from(self.init)
-
-    #: Detection metrics logged after each validation / test epoch (paper, "Evaluation").
-    LOGGED_DETECTION_METRICS: tuple[str, ...] = (
-        "sensitivity",
-        "precision",
-        "fp_per_exam",
-        "f_beta",
-        "dice_detected",
-        "global_dice",
-    )
+        self.initialise()
 
     def kept_probability_classes(self) -> tuple[int, ...]:
         return (1,)  # the lesion probability, thresholded by the detection metrics
@@ -172,14 +184,19 @@ class LesionFinetuning(SegmentationTask):
         self.detection[stage].update(result.probabilities[0], reference, spacing)
 
     def _log_detection(self, stage: str) -> None:
+        """Log every number :class:`sap.metrics.LesionDetection` computes as ``<stage>/lesion_<name>``.
+
+        All of them, the degenerate-prediction flags (merged predictions, volume ratio)
+        included, so that a model selected on one metric can be checked on the others. NaN
+        (e.g. no lesion in the validation cases) is not logged.
+        """
         metric = self.detection[stage]
         if not metric.update_called:
             return
-        values = metric.compute()
-        for name in self.LOGGED_DETECTION_METRICS:
-            value = float(values[name])
-            if value == value:  # NaN (e.g. no lesion in the validation cases) is not logged
-                self.log(f"{stage}/lesion_{name}", value, rank_zero_only=True)
+        for name, value in metric.compute().items():
+            number = float(value) if torch.is_tensor(value) and value.numel() == 1 else None
+            if number is not None and number == number:
+                self.log(f"{stage}/lesion_{name}", number, rank_zero_only=True)
         metric.reset()
 
     def on_validation_epoch_end(self) -> None:
@@ -190,10 +207,13 @@ class LesionFinetuning(SegmentationTask):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_save_checkpoint(checkpoint)
-        if self.transfer_report is not None:
-            checkpoint["sap_transfer"] = {
-                "source": self.transfer_report.source,
-                "loaded": len(self.transfer_report.loaded),
-                "skipped_head": list(self.transfer_report.skipped_head),
-                "unexpected": list(self.transfer_report.unexpected),
-            }
+        if self.transfer_record:
+            checkpoint["sap_transfer"] = dict(self.transfer_record)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Restored weights win: no transfer follows; the original source stays recorded."""
+        super().on_load_checkpoint(checkpoint)
+        self._weights_restored = True
+        record = checkpoint.get("sap_transfer")
+        if isinstance(record, dict):
+            self.transfer_record = dict(record)

@@ -7,6 +7,7 @@ from typing import Any
 
 from sap.labels import CHANNELS, SKELETON_LABELS
 from sap.tasks.base import OptimizerName, SegmentationTask
+from sap.tasks.checks import check_range
 
 
 class AnatomicalPretraining(SegmentationTask):
@@ -74,7 +75,9 @@ class AnatomicalPretraining(SegmentationTask):
             batch_dice=batch_dice,
             ce_background_weight=ce_background_weight,
         )
-        self.lr = float(lr)
+        self.lr = check_range(
+            "lr", lr, low=0.0, low_open=True, hint="learning rates are positive (paper: 1e-4)"
+        )
         self.save_hyperparameters()
 
     def learning_rates(self) -> dict[str, float]:

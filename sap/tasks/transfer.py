@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import torch
 
 from sap.backbones import SegmentationBackbone
+from sap.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -33,17 +34,21 @@ WRAPPER_PREFIXES: tuple[str, ...] = ("model.", "module.", "backbone.")
 KEY_RENAMES: tuple[tuple[str, str], ...] = (("swin_vit.", "swinViT."),)
 
 
-class TransferError(RuntimeError):
+class TransferError(UserError, RuntimeError):
     """Raised when pretrained weights cannot be carried into a model as SAP requires."""
 
 
 @dataclass
 class TransferReport:
-    """What a transfer did, key by key (target model key names)."""
+    """What a transfer did, key by key (target model key names).
+
+    ``skipped`` are tensors of groups not transferred (the head, and the decoder when only
+    the encoder is transferred): they keep their fresh initialisation.
+    """
 
     source: str
     loaded: list[str] = field(default_factory=list)
-    skipped_head: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
     unexpected: list[str] = field(default_factory=list)
     shape_mismatch: list[str] = field(default_factory=list)
@@ -51,7 +56,7 @@ class TransferReport:
     def summary(self) -> str:
         lines = [
             f"SAP transfer from {self.source}: {len(self.loaded)} tensors loaded, "
-            f"{len(self.skipped_head)} head tensors left freshly initialised, "
+            f"{len(self.skipped)} tensors of groups not transferred left freshly initialised, "
             f"{len(self.missing)} missing, {len(self.unexpected)} unexpected, "
             f"{len(self.shape_mismatch)} with a different shape."
         ]
@@ -92,7 +97,7 @@ def transfer_encoder_decoder(
     source: str = "<state dict>",
     groups: tuple[str, ...] = ("encoder", "decoder"),
 ) -> TransferReport:
-    """Copy the ``groups`` of ``source_state`` into ``model``; leave its head as it is.
+    """Copy the ``groups`` of ``source_state`` into ``model``; leave the other groups as they are.
 
     Raises:
         TransferError: when any tensor of ``groups`` is missing from the source or has a
@@ -108,7 +113,7 @@ def transfer_encoder_decoder(
                 group = model.group_of(candidate)
                 used_sources.add(key)
                 if group not in groups:
-                    report.skipped_head.append(candidate)
+                    report.skipped.append(candidate)
                 elif tuple(target[candidate].shape) != tuple(value.shape):
                     report.shape_mismatch.append(
                         f"{candidate}: checkpoint {tuple(value.shape)} vs model {tuple(target[candidate].shape)}"
@@ -123,7 +128,7 @@ def transfer_encoder_decoder(
     report.loaded = sorted(matched)
     if report.missing or report.shape_mismatch:
         raise TransferError(
-            "Pretrained encoder/decoder did not load completely, so this would not be SAP "
+            f"Pretrained {'/'.join(groups)} did not load completely, so this would not be SAP "
             "initialisation. Check that the backbone name and kwargs (and the number of input "
             "channels) match the pretrained model.\n" + report.summary()
         )

@@ -4,6 +4,8 @@
 folder, an unreadable header, more than one 3D volume, a degenerate or non-finite affine);
 :meth:`VolumeFile.voxels` reads the data on demand and turns a truncated or corrupt file
 into the same :class:`VolumeReadError`, which always names the file, the problem and a fix.
+A gzip-compressed file is checked end to end (its CRC), because a reader that stops after the
+last voxel never sees the checksum and returns silently damaged voxels.
 NIfTI/Analyze/MGH go through nibabel, everything else (NRRD, MHA, ...) through SimpleITK.
 """
 
@@ -31,12 +33,21 @@ class VolumeReadError(ValueError):
 
 
 class VolumeFile:
-    """One image file: header (shape, affine) now, voxels on demand (read once per call)."""
+    """One image file: header (shape, affine, on-disk ``dtype`` where the header tells it, else
+    None) now, voxels on demand (read once per call)."""
 
-    def __init__(self, path: Path, shape: tuple[int, ...], affine: np.ndarray, read) -> None:
+    def __init__(
+        self,
+        path: Path,
+        shape: tuple[int, ...],
+        affine: np.ndarray,
+        read,
+        dtype: np.dtype | None = None,
+    ) -> None:
         self.path = path
         self.shape = shape
         self.affine = affine
+        self.dtype = dtype
         self._read = read
 
     @property
@@ -66,7 +77,26 @@ class VolumeFile:
                 f"the voxel data cannot be read ({type(error).__name__}: {error})",
                 "the file is probably truncated or corrupt; re-export or re-copy it",
             ) from error
+        if self.path.name.lower().endswith(".gz"):
+            _check_gzip(self.path)
         return data.reshape(self.spatial_shape)
+
+
+def _check_gzip(path: Path, chunk_bytes: int = 1 << 24) -> None:
+    """Decompress ``path`` to its end so that gzip checks its CRC and length."""
+    import gzip
+    import zlib
+
+    try:
+        with gzip.open(path, "rb") as handle:
+            while handle.read(chunk_bytes):
+                pass
+    except (OSError, EOFError, zlib.error) as error:
+        raise VolumeReadError(
+            path,
+            f"the gzip stream is damaged ({type(error).__name__}: {error})",
+            "the file was corrupted in storage or transfer; re-copy or re-export it",
+        ) from error
 
 
 def _open_nibabel(path: Path) -> VolumeFile:
@@ -74,9 +104,8 @@ def _open_nibabel(path: Path) -> VolumeFile:
 
     image = nib.load(str(path))
     shape = tuple(int(n) for n in image.shape)
-    return VolumeFile(
-        path, shape, np.asarray(image.affine, dtype=np.float64), lambda: image.dataobj
-    )
+    affine = np.asarray(image.affine, dtype=np.float64)
+    return VolumeFile(path, shape, affine, lambda: image.dataobj, np.dtype(image.get_data_dtype()))
 
 
 def _open_simpleitk(path: Path) -> VolumeFile:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
+from sap.citation import citation_markdown
 from sap.io import write_text_atomic
 from sap.zoo.catalogue import ModelZoo, ZooEntry
 
@@ -41,9 +42,15 @@ tutorials, and say so in their model card. No model here is a medical device.
 
 _README_TAIL = """
 Export your own: `sap zoo export CKPT OUT` (Lightning checkpoint -> export folder),
-`sap zoo push OUT owner/repo`, then add an entry here with the pinned commit and sha256.
+`sap zoo push OUT owner/repo` (or `model.push_to_hub("owner/repo")` on a loaded model), then
+add an entry here with the pinned commit and sha256.
 Reference checkpoints of the SAP authors' MONAI scripts: `sap zoo import-reference CKPT OUT --task skeleton`.
-"""
+
+## Citation
+
+Every model card carries the same citation:
+
+""" + citation_markdown()
 
 _NO_MODELS = (
     "No models yet: `python model_zoo/train_phantom_models.py` makes the bundled demo models.\n"

@@ -5,9 +5,11 @@ from it (a pickled checkpoint can); ``config.json`` carries the recipe, so the f
 rebuilds the model; ``README.md`` is the model card, generated from the config, so it cannot
 drift from the weights. The same folder is what :func:`sap.zoo.push_to_hub` uploads.
 
-The folder is written whole or not at all: everything goes into a temporary sibling folder
-that is renamed into place at the end, so an interrupted export never leaves a folder that
-looks complete but is not.
+The folder is written whole or not at all (:func:`sap.io.replace_folder`): everything goes
+into a hidden sibling folder that is renamed into place at the end, so an interrupted export
+never leaves a folder that looks complete but is not. The folder carries ``.sap-output.json``
+(never uploaded) so that ``overwrite`` replaces an earlier export and nothing else. Files and
+folders get the user's umask, like any other tool's.
 """
 
 from __future__ import annotations
@@ -16,13 +18,13 @@ import dataclasses
 import hashlib
 import os
 import shutil
-import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
+from sap.io import replace_folder
 from sap.recipe import ModelRecipe
 from sap.zoo.metadata import (
     CARD_FILE,
@@ -40,6 +42,10 @@ if TYPE_CHECKING:
     from sap.backbones import SegmentationBackbone
 
 
+#: The command named in an export folder's marker (also for ``import-reference`` and Python).
+EXPORT_COMMAND = "sap zoo export"
+
+
 class ExportError(ValueError):
     """The model and its recipe disagree, or the destination cannot be written."""
 
@@ -51,45 +57,6 @@ def file_sha256(path: str | Path, chunk_bytes: int = 1 << 20) -> str:
         while chunk := handle.read(chunk_bytes):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def write_folder_atomic(
-    out_dir: str | Path, writer: Callable[[Path], None], overwrite: bool = False
-) -> Path:
-    """Create folder ``out_dir`` with ``writer(tmp_dir)``, atomically.
-
-    ``writer`` fills a temporary folder next to ``out_dir`` (same file system), which is then
-    renamed to ``out_dir``. When ``overwrite`` is set, an existing folder is first moved aside
-    and deleted only after the new one is in place. On any error the temporary folder is
-    removed and ``out_dir`` is left as it was.
-
-    Raises:
-        FileExistsError: ``out_dir`` exists and ``overwrite`` is False.
-    """
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not overwrite:
-        raise FileExistsError(
-            f"{out_dir} already exists. Choose another folder, delete it, or pass overwrite=True "
-            "(--overwrite on the command line)."
-        )
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
-    old_dir: Path | None = None
-    try:
-        writer(tmp_dir)
-        if out_dir.exists():
-            old_dir = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
-            os.replace(out_dir, old_dir / "previous")
-        os.replace(tmp_dir, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
-        if old_dir is not None and (old_dir / "previous").exists() and not out_dir.exists():
-            os.replace(old_dir / "previous", out_dir)  # put the user's folder back
-        raise
-    finally:
-        if old_dir is not None:
-            shutil.rmtree(old_dir, ignore_errors=True)
-    return out_dir
 
 
 def state_dict_for_export(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -142,10 +109,11 @@ def save_pretrained(
 
     Args:
         model: the network (a :class:`sap.backbones.SegmentationBackbone`).
-        out_dir: destination folder; must not exist unless ``overwrite``.
+        out_dir: destination folder: new or empty, or an earlier export with ``overwrite``.
         config: recipe and metadata. Its ``weights`` field is filled in here (sha256, size,
             parameter count); the caller's object is not modified.
-        overwrite: replace an existing folder (atomically).
+        overwrite: replace an earlier export folder (atomically; only a folder this package
+            exported, holding nothing else).
         load_id: identifier shown in the card's "How to load" example.
 
     Returns:
@@ -153,7 +121,8 @@ def save_pretrained(
 
     Raises:
         ExportError: the recipe does not describe ``model``.
-        FileExistsError: ``out_dir`` exists and ``overwrite`` is False.
+        sap.io.OutputFolderError: ``out_dir`` is not empty and is not an earlier export, or it
+            is one and ``overwrite`` is False.
     """
     check_model_matches_recipe(model, config.recipe)
     tensors = state_dict_for_export(model)
@@ -184,7 +153,8 @@ def save_pretrained(
         (folder / CONFIG_FILE).write_text(final.to_json(), encoding="utf-8")
         (folder / CARD_FILE).write_text(render_model_card(final, load_id=load_id), encoding="utf-8")
 
-    return write_folder_atomic(out_dir, write, overwrite=overwrite)
+    replace_folder(out_dir, EXPORT_COMMAND, write, overwrite=overwrite)
+    return Path(out_dir)
 
 
 def export_checkpoint(
@@ -197,13 +167,17 @@ def export_checkpoint(
     metrics: Mapping[str, float] | None = None,
     metrics_description: str = "",
     license: str = DEFAULT_LICENSE,
+    base_model: str | None = None,
     overwrite: bool = False,
 ) -> Path:
     """Export a Lightning checkpoint of a ``sap`` task (``sap zoo export CKPT OUT``).
 
     The checkpoint is read by :func:`sap.zoo.checkpoint.read_checkpoint` (``weights_only=True``,
     no module built); its stored recipe becomes the recipe of the export, and only the backbone
-    (the task's ``model``) is written.
+    (the task's ``model``) is written. A fine-tuning checkpoint records where its weights came
+    from (``checkpoint["sap_transfer"]``): that source goes into the provenance and,
+    as the Hub names it (:func:`base_model_name`), into the card's ``base_model``, unless
+    ``base_model`` is given.
     """
     from sap.zoo.checkpoint import read_checkpoint
 
@@ -211,6 +185,17 @@ def export_checkpoint(
     task_checkpoint = read_checkpoint(checkpoint)
     if isinstance(training_data, Mapping):
         training_data = TrainingData(**training_data)
+    provenance: dict[str, Any] = {
+        "source": "lightning-checkpoint",
+        "checkpoint": checkpoint.name,
+        "sha256": file_sha256(checkpoint),
+    }
+    # What the fine-tune recorded: a zoo name, hf://owner/repo@rev, or "<file> sha256:<hex>".
+    initialised_from = task_checkpoint.base_model
+    if initialised_from:
+        provenance["initialised_from"] = str(initialised_from)
+    if base_model is None:
+        base_model = base_model_name(str(initialised_from)) if initialised_from else ""
     config = ModelConfig(
         recipe=task_checkpoint.recipe,
         name=name,
@@ -218,14 +203,78 @@ def export_checkpoint(
         training_data=training_data or TrainingData(),
         metrics={key: float(value) for key, value in (metrics or {}).items()},
         metrics_description=metrics_description,
+        base_model=base_model,
         license=license,
-        provenance={
-            "source": "lightning-checkpoint",
-            "checkpoint": checkpoint.name,
-            "sha256": file_sha256(checkpoint),
-        },
+        provenance=provenance,
     )
     return save_pretrained(task_checkpoint.build_backbone(), out_dir, config, overwrite=overwrite)
+
+
+def base_model_name(source: str) -> str:
+    """How the Hub names the model behind a ``load_pretrained`` source ("" when it has no name).
+
+    ``hf://owner/repo@rev`` -> ``owner/repo``; a zoo name -> its Hub repository, or the zoo
+    name for a bundled model; an export folder -> the name in its ``config.json`` (mapped the
+    same way); a checkpoint or anything else -> "".
+
+    >>> base_model_name("hf://sap-org/sap-skeleton@v1")
+    'sap-org/sap-skeleton'
+    """
+    from sap.zoo.hub import HF_URI_PREFIX, parse_hf_uri
+
+    text = str(source).strip()
+    if text.startswith(HF_URI_PREFIX):
+        return parse_hf_uri(text).repo_id
+    path = Path(text).expanduser()
+    if path.is_dir() and (path / CONFIG_FILE).is_file():
+        name = read_config(path).name
+        return base_model_name(name) if name and name != text else ""
+    if path.exists():
+        return ""
+    from sap.zoo.catalogue import ModelZoo
+
+    zoo = ModelZoo.default()
+    if text in zoo:
+        entry = zoo.get(text)
+        return entry.hub_repo or entry.name
+    return ""
+
+
+def rewrite_metadata(folder: str | Path, **changes: Any) -> ModelConfig:
+    """Change the metadata of an export (``config.json`` and its card); the weights stay.
+
+    The weights are checked against the recorded sha256 first and copied byte for byte
+    (hard-linked where possible); the folder is replaced as a whole. ``changes`` are
+    :class:`ModelConfig` fields (``training_data=TrainingData(...)``, ``base_model=...``);
+    the citation and ``sap_version`` are brought up to date.
+
+    Returns:
+        The new config.
+    """
+    folder = Path(folder)
+    config = read_config(folder)
+    weights = folder / WEIGHTS_FILE
+    if config.weights is None or file_sha256(weights) != config.weights.sha256:
+        raise ExportError(
+            f"{weights} does not match the sha256 in {folder / CONFIG_FILE}; refusing to rewrite "
+            "the metadata of weights that are not the exported ones."
+        )
+    from sap._version import __version__
+    from sap.citation import CITATION
+
+    final = dataclasses.replace(config, citation=CITATION, sap_version=__version__, **changes)
+    final.validate(str(folder / CONFIG_FILE))
+
+    def write(tmp: Path) -> None:
+        try:
+            os.link(weights, tmp / WEIGHTS_FILE)
+        except OSError:
+            shutil.copy2(weights, tmp / WEIGHTS_FILE)
+        (tmp / CONFIG_FILE).write_text(final.to_json(), encoding="utf-8")
+        (tmp / CARD_FILE).write_text(render_model_card(final), encoding="utf-8")
+
+    replace_folder(folder, EXPORT_COMMAND, write, overwrite=True)
+    return final
 
 
 def describe_export(folder: str | Path) -> str:
@@ -251,12 +300,14 @@ def _jsonish(value: Any) -> Any:
 
 
 __all__ = [
+    "EXPORT_COMMAND",
     "ExportError",
+    "base_model_name",
     "check_model_matches_recipe",
     "describe_export",
     "export_checkpoint",
     "file_sha256",
+    "rewrite_metadata",
     "save_pretrained",
     "state_dict_for_export",
-    "write_folder_atomic",
 ]

@@ -19,15 +19,18 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
+from sap.recipe import ModelRecipe
 from sap.zoo.adapt import adapt_model
-from sap.zoo.hub import HF_URI_PREFIX
+from sap.zoo.hub_mixin import with_hub_methods
 from sap.zoo.metadata import CONFIG_FILE, WEIGHTS_FILE, ModelConfig, ModelConfigError, read_config
 from sap.zoo.network import build_from_recipe, load_state_strict
+from sap.zoo.sources import STATE_DICT_SUFFIXES, resolve_source
 
 if TYPE_CHECKING:
     from sap.backbones import SegmentationBackbone
@@ -74,8 +77,10 @@ def load_pretrained(
 
     Returns:
         The network in eval mode, with ``model.recipe`` (a :class:`sap.recipe.ModelRecipe`
-        describing it as returned, adaptations included) and ``model.pretrained_cfg`` (source,
-        the loaded ``config.json`` content, and which adaptations were applied).
+        describing it as returned, adaptations included), ``model.pretrained_cfg`` (source,
+        the loaded ``config.json`` content, and which adaptations were applied) and the methods
+        ``from_pretrained`` / ``save_pretrained`` / ``push_to_hub``
+        (:class:`sap.zoo.hub_mixin.PretrainedModel`).
 
     Raises:
         UnknownModelError: a name that is neither a path nor a zoo model (lists close names).
@@ -102,7 +107,7 @@ def load_pretrained(
     )
     model.recipe = recipe
     model.pretrained_cfg = {"source": source, "config": config.to_dict(), **adapted}
-    return model.to(device).eval()
+    return with_hub_methods(model).to(device).eval()
 
 
 def load_export(
@@ -182,40 +187,90 @@ def pull_and_verify(
     return folder, config
 
 
+@dataclass
+class PretrainedWeights:
+    """Pretrained tensors to initialise a model from, with where they came from.
+
+    Attributes:
+        state_dict: the network's tensors (keys as the file stores them).
+        recipe: the pretrained model's recipe; ``None`` for a plain state dict (reference
+            ``.pt``), which says nothing about channels or architecture.
+        source: the source as given.
+        base_model: the source in the form a model card names a base model: the zoo name,
+            ``hf://owner/repo@revision`` as given, or ``"<file or folder name> sha256:<hex>"``
+            (of the weights file) for a local source.
+    """
+
+    state_dict: dict[str, torch.Tensor]
+    recipe: ModelRecipe | None
+    source: str
+    base_model: str
+
+
+def read_pretrained_weights(
+    name_or_path: str | Path, sha256: str | None = None, **hub_kwargs: Any
+) -> PretrainedWeights:
+    """The tensors of any source :func:`load_pretrained` takes, or of a plain state dict file.
+
+    Export folders, Hub and zoo models are checked against their sha256 (as
+    :func:`load_pretrained` does); ``sha256`` adds a check of the weights file.
+
+    Args:
+        name_or_path: zoo name, ``hf://owner/repo[@revision]``, export folder, ``.ckpt``, or a
+            ``.pt`` / ``.pth`` / ``.safetensors`` state dict (e.g. of the reference code).
+        sha256: expected sha256 of the weights file.
+        **hub_kwargs: passed to :func:`sap.zoo.pull_from_hub` for Hub sources.
+    """
+    source = resolve_source(name_or_path)
+    if source.kind == "file":
+        from sap.zoo.checkpoint import read_weights
+        from sap.zoo.export import file_sha256
+
+        assert source.path is not None
+        digest = file_sha256(source.path)
+        if sha256 and digest != sha256.lower():
+            raise WeightsIntegrityError(
+                f"{source.path} has sha256 {digest}, but {sha256} was expected. Do not use it."
+            )
+        state, recipe = read_weights(source.path)
+        return PretrainedWeights(state, recipe, source.text, f"{source.path.name} sha256:{digest}")
+    defaults = {"local_files_only": None, "force_download": False, "cache_dir": None, "token": None}
+    model, config, _ = _load_source(name_or_path, sha256, {**defaults, **hub_kwargs})
+    if source.kind == "folder":
+        assert source.path is not None and config.weights is not None
+        base_model = f"{source.path.resolve().name} sha256:{config.weights.sha256}"
+    else:
+        base_model = source.text
+    return PretrainedWeights(model.state_dict(), config.recipe, source.text, base_model)
+
+
 # ---------------------------------------------------------------------------- internals
 
 
 def _load_source(
     name_or_path: str | Path, sha256: str | None, hub_kwargs: dict[str, Any]
 ) -> tuple[SegmentationBackbone, ModelConfig, str]:
-    text = str(name_or_path)
-    if isinstance(name_or_path, str) and text.startswith(HF_URI_PREFIX):
+    source = resolve_source(name_or_path)
+    if source.kind == "hub":
         from sap.zoo.hub import parse_hf_uri, pull_from_hub
 
-        location = parse_hf_uri(text)
+        location = parse_hf_uri(source.text)
         folder = pull_from_hub(location.repo_id, location.revision, **hub_kwargs)
         model, config = load_export(folder, sha256)
-        return model, config, text
-    path = Path(name_or_path).expanduser()
-    if path.is_dir():
-        model, config = load_export(path, sha256)
-        return model, config, str(path)
-    if path.is_file():
-        if path.suffix == ".safetensors":
+        return model, config, source.text
+    if source.kind == "folder":
+        assert source.path is not None
+        model, config = load_export(source.path, sha256)
+        return model, config, str(source.path)
+    if source.kind == "file":
+        assert source.path is not None
+        if source.path.suffix in STATE_DICT_SUFFIXES:
             raise ModelConfigError(
-                f"{path} is a bare weights file; load the export folder that holds it with its {CONFIG_FILE}."
+                f"{source.path} is a bare weights file; load the export folder that holds it with its {CONFIG_FILE}."
             )
-        return (*_load_checkpoint(path, sha256), str(path))
-    from sap.zoo.catalogue import ModelZoo
-
-    zoo = ModelZoo.default()
-    looks_like_path = isinstance(name_or_path, Path) or any(sep in text for sep in ("/", "\\"))
-    if text not in zoo and (looks_like_path or path.suffix in (".ckpt", ".pt", ".pth")):
-        raise FileNotFoundError(
-            f"{text} does not exist. Give an export folder, a .ckpt file, a zoo name, or a Hub repo as "
-            f"'hf://{text if text.count('/') == 1 else 'owner/repo'}'."
-        )
-    return _load_zoo_entry(zoo.get(text), sha256, hub_kwargs)
+        return (*_load_checkpoint(source.path, sha256), str(source.path))
+    assert source.entry is not None
+    return _load_zoo_entry(source.entry, sha256, hub_kwargs)
 
 
 def _load_zoo_entry(
@@ -225,11 +280,7 @@ def _load_zoo_entry(
     expected = [entry.sha256] + ([sha256] if sha256 else [])
     if entry.bundled:
         folder = entry.bundled_path
-        if folder is None or not (folder / CONFIG_FILE).is_file():
-            raise FileNotFoundError(
-                f"The weights of bundled model {entry.name!r} are not installed (expected {folder}). "
-                "They are made by `python model_zoo/train_phantom_models.py`; reinstall sap or run it."
-            )
+        assert folder is not None  # resolve_source checked that the bundled weights exist
     else:
         from sap.zoo.hub import pull_from_hub
 
@@ -256,4 +307,11 @@ def _load_checkpoint(path: Path, sha256: str | None) -> tuple[SegmentationBackbo
     return checkpoint.build_backbone(), config
 
 
-__all__ = ["WeightsIntegrityError", "load_export", "load_pretrained", "pull_and_verify"]
+__all__ = [
+    "PretrainedWeights",
+    "WeightsIntegrityError",
+    "load_export",
+    "load_pretrained",
+    "pull_and_verify",
+    "read_pretrained_weights",
+]

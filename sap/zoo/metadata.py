@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from sap._version import __version__
+from sap.citation import CITATION
 from sap.recipe import ModelRecipe
 
 #: File names inside an export folder.
@@ -29,20 +30,17 @@ CONFIG_FILE = "config.json"
 CARD_FILE = "README.md"
 EXPORT_FILES: tuple[str, ...] = (WEIGHTS_FILE, CONFIG_FILE, CARD_FILE)
 
-#: Identifies the folder layout; bump :data:`FORMAT_VERSION` on incompatible changes.
+#: Identifies the folder layout; bump :data:`FORMAT_VERSION` when a field is added or changed
+#: (a reader refuses configs newer than it knows, with "upgrade sap"; it reads all older ones).
 FORMAT_NAME = "sap-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 DEFAULT_LICENSE = "apache-2.0"
 
 #: How to cite SAP; every exported model carries it (the card shows it).
-SAP_CITATION = """@article{wuts2025sap,
-  title   = {Learning from Anatomy: Supervised Anatomical Pretraining (SAP) for Improved
-             Metastatic Bone Disease Segmentation in Whole-Body MRI},
-  author  = {Wuts, J. and Ceranka, J. and Michoux, N. and Lecouvet, F. and Vandemeulebroucke, J.},
-  journal = {arXiv preprint arXiv:2506.19590},
-  year    = {2025}
-}"""
+SAP_CITATION = CITATION
+#: Hub dataset name of the synthetic phantoms of :mod:`sap.phantom` (card metadata).
+PHANTOM_DATASET = "sap-phantom"
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -60,11 +58,19 @@ class TrainingData:
         synthetic: True when trained on generated phantoms rather than patient scans; the
             card then says plainly that the model is for demos, tests and tutorials.
         num_cases: number of training scans, when known.
+        dataset: short name of the data set for the Hub card's ``datasets`` (a Hub dataset id
+            when it has one); default ``"sap-phantom"`` for synthetic data, else none.
     """
 
     description: str = ""
     synthetic: bool = False
     num_cases: int | None = None
+    dataset: str = ""
+
+    @property
+    def dataset_name(self) -> str:
+        """:attr:`dataset`, or ``"sap-phantom"`` for synthetic data without one."""
+        return self.dataset or (PHANTOM_DATASET if self.synthetic else "")
 
 
 @dataclass
@@ -98,6 +104,10 @@ class ModelConfig:
         metrics: metric name -> value on the data named in ``metrics_description``, e.g.
             ``{"whole_skeleton_dice": 0.91}``.
         metrics_description: where and how the metrics were measured (cases, protocol).
+        metrics_dataset: name of the data set the metrics were measured on (the card's
+            model-index); default: the training data set.
+        base_model: the model this one was fine-tuned from, as the Hub names it
+            (``"owner/repo"``) or a zoo name; empty when trained from scratch.
         license: SPDX-style licence id of the weights (Hub metadata), e.g. ``"apache-2.0"``.
         citation: BibTeX of the work to cite when using the model.
         sap_version: version of ``sap`` that wrote the export.
@@ -111,6 +121,8 @@ class ModelConfig:
     training_data: TrainingData = field(default_factory=TrainingData)
     metrics: dict[str, float] = field(default_factory=dict)
     metrics_description: str = ""
+    metrics_dataset: str = ""
+    base_model: str = ""
     license: str = DEFAULT_LICENSE
     citation: str = SAP_CITATION
     sap_version: str = __version__
@@ -238,6 +250,7 @@ __all__ = [
     "EXPORT_FILES",
     "FORMAT_NAME",
     "FORMAT_VERSION",
+    "PHANTOM_DATASET",
     "SAP_CITATION",
     "WEIGHTS_FILE",
     "ModelConfig",

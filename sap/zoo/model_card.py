@@ -3,17 +3,25 @@
 Generated from :class:`sap.zoo.metadata.ModelConfig` alone, so the card can never disagree with
 the weights it describes: what the model is, how its input must be prepared, intended use and
 limits (research use, not a medical device), training data, metrics, how to load it, and how to
-cite SAP. The YAML front matter is Hugging Face Hub model-card metadata (licence, library,
-tags), so the same file renders on the Hub.
+cite SAP. The YAML front matter is the Hub's model-card metadata, written and checked by
+``huggingface_hub`` itself (``ModelCardData``, ``ModelCard``): licence, ``library_name``, tags,
+``pipeline_tag``, ``base_model`` (the fine-tune source), ``datasets`` and a ``model-index``
+with one ``EvalResult`` per recorded metric, so the Hub shows them.
 """
 
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
-import yaml
-
+from sap.citation import citation_markdown
 from sap.zoo.metadata import ModelConfig
+
+if TYPE_CHECKING:
+    from huggingface_hub import ModelCardData
+
+#: The Hub task of every sap model (3D semantic segmentation).
+PIPELINE_TAG = "image-segmentation"
 
 _TASK_TEXT = {
     "skeleton": (
@@ -27,22 +35,58 @@ _TASK_TEXT = {
 }
 
 
-def card_metadata(config: ModelConfig) -> dict[str, object]:
-    """Hub model-card metadata (the README's YAML front matter)."""
+def card_data(config: ModelConfig) -> ModelCardData:
+    """Hub model-card metadata (the README's YAML front matter) as ``huggingface_hub`` models it."""
+    from huggingface_hub import EvalResult, ModelCardData
+
     tags = ["sap", "medical-imaging", "mri", "whole-body-mri", "3d", "segmentation", "pytorch"]
     tags.append("bone-metastasis" if config.task == "lesion" else "skeleton-segmentation")
     if config.training_data.synthetic:
         tags.append("synthetic-data")
-    return {
-        "license": config.license,
-        "library_name": "sap",
-        "pipeline_tag": "image-segmentation",
-        "tags": tags,
-    }
+    dataset = config.training_data.dataset_name
+    evaluated_on = config.metrics_dataset or dataset or "custom"
+    task_name = (
+        "bone metastasis segmentation" if config.task == "lesion" else "skeleton segmentation"
+    )
+    results = [
+        EvalResult(
+            task_type=PIPELINE_TAG,
+            task_name=task_name,
+            dataset_type=evaluated_on,
+            dataset_name=evaluated_on,
+            metric_type=key,
+            metric_name=key.replace("_", " "),
+            metric_value=float(value),
+        )
+        for key, value in config.metrics.items()
+    ]
+    return ModelCardData(
+        base_model=config.base_model or None,
+        datasets=[dataset] if dataset else None,
+        eval_results=results or None,
+        library_name="sap",
+        license=config.license,
+        model_name=model_title(config),
+        pipeline_tag=PIPELINE_TAG,
+        tags=tags,
+    )
+
+
+def card_metadata(config: ModelConfig) -> dict[str, object]:
+    """The card's YAML front matter as a plain dict (``model-index`` included)."""
+    return card_data(config).to_dict()
+
+
+def model_title(config: ModelConfig) -> str:
+    """The model's name, or a description of it when it has none."""
+    return config.name or f"sap {config.recipe.task} model ({config.recipe.backbone})"
 
 
 def render_model_card(config: ModelConfig, load_id: str | None = None) -> str:
     """The model card (Markdown with YAML front matter) of an exported model.
+
+    The text goes through ``huggingface_hub.ModelCard``, which parses and checks the front
+    matter as the Hub will.
 
     Args:
         config: the model's config; every statement in the card comes from it.
@@ -50,9 +94,10 @@ def render_model_card(config: ModelConfig, load_id: str | None = None) -> str:
             e.g. ``"hf://owner/repo@<commit>"`` or a zoo name. Defaults to the zoo name, or a
             local folder path when the model has none.
     """
+    from huggingface_hub import ModelCard
+
     load_id = load_id or config.name or "path/to/exported_folder"
     sections = (
-        _front_matter(config),
         _introduction(config),
         _model_table(config),
         _intended_use(config),
@@ -60,18 +105,21 @@ def render_model_card(config: ModelConfig, load_id: str | None = None) -> str:
         _metrics(config),
         _how_to_load(config, load_id),
         _provenance(config),
-        ["## Citation", "", "```bibtex", config.citation.strip(), "```", ""],
+        ["## Citation", "", _citation(config).rstrip("\n"), ""],
     )
-    return "\n".join(line for section in sections for line in section)
+    body = "\n".join(line for section in sections for line in section)
+    card = ModelCard(f"---\n{card_data(config).to_yaml()}\n---\n\n{body}")
+    return str(card)
 
 
-def _front_matter(config: ModelConfig) -> list[str]:
-    return ["---", yaml.safe_dump(card_metadata(config), sort_keys=False).rstrip(), "---", ""]
+def _citation(config: ModelConfig) -> str:
+    text = config.citation.strip()
+    return f"```bibtex\n{text}\n```\n" if text else citation_markdown()
 
 
 def _introduction(config: ModelConfig) -> list[str]:
     recipe = config.recipe
-    lines = [f"# {config.name or f'sap {recipe.task} model ({recipe.backbone})'}", ""]
+    lines = [f"# {model_title(config)}", ""]
     if config.description:
         lines += [config.description.strip(), ""]
     what = _TASK_TEXT.get(recipe.task, "segments {labels}.").format(
@@ -115,6 +163,8 @@ def _model_table(config: ModelConfig) -> list[str]:
         ("orientation", recipe.orientation),
         ("intensity normalisation", _inline_json(recipe.normalisation)),
     ]
+    if config.base_model:
+        rows.append(("fine-tuned from", f"`{config.base_model}`"))
     weights = config.weights
     if weights is not None:
         rows += [
@@ -146,6 +196,8 @@ def _training_data(config: ModelConfig) -> list[str]:
     lines = ["## Training data", "", data.description.strip() or "Not described."]
     if data.num_cases is not None:
         lines += ["", f"Training cases: {data.num_cases}."]
+    if data.dataset_name:
+        lines += ["", f"Data set: `{data.dataset_name}`."]
     return [*lines, ""]
 
 
@@ -187,4 +239,4 @@ def _inline_json(value: object) -> str:
     return f"`{json.dumps(value, sort_keys=True)}`"
 
 
-__all__ = ["card_metadata", "render_model_card"]
+__all__ = ["PIPELINE_TAG", "card_data", "card_metadata", "model_title", "render_model_card"]

@@ -30,8 +30,8 @@ def oblique_lps_affine(spacing_mm=(1.5, 2.0, 2.5), angle_rad: float = 0.3) -> np
     return affine
 
 
-def dwi_affine(spacing_mm=(3.0, 3.0, 4.0), origin=(-60.0, -60.0, -40.0)) -> np.ndarray:
-    """A plain RAS grid with coarser voxels, like a DWI acquisition."""
+def dwi_affine(spacing_mm=(3.0, 3.0, 4.0), origin=(-10.0, -90.0, 10.0)) -> np.ndarray:
+    """A plain RAS grid with coarser voxels covering the oblique T1, like a DWI acquisition."""
     affine = np.diag([*spacing_mm, 1.0])
     affine[:3, 3] = origin
     return affine

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import nibabel as nib
@@ -55,3 +56,21 @@ def write_study(root: Path) -> Path:
         save_nifti(root / "prob" / case / "lesion_probability.nii.gz", prob)
         save_nifti(root / "tune" / f"{case}.nii.gz", prob)
     return root
+
+
+def three_lesions(shape: tuple[int, int, int] = (24, 24, 24)) -> np.ndarray:
+    """Three 2x2x2 lesions (8 voxels each) in a row along axis 0, at x = 2, 8 and 14."""
+    ref = np.zeros(shape, bool)
+    for start in (2, 8, 14):
+        ref[start : start + 2, 2:4, 2:4] = True
+    return ref
+
+
+def run_evaluate_cli(argv: list[str]) -> int:
+    """``sap evaluate ARGV`` in this process; returns the exit status."""
+    from sap.cli.evaluate import add_parser
+
+    parser = argparse.ArgumentParser(prog="sap")
+    add_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["evaluate", *argv])
+    return args.func(args)

@@ -94,7 +94,7 @@ def test_predict_writes_maps_on_the_input_grid_reports_and_summary(
         assert [row["case_id"] for row in csv.DictReader(handle)] == ["oblique", "plain"]
 
 
-def test_existing_outputs_stop_the_run_unless_overwrite(cohort, checkpoints, tmp_path, capsys):
+def test_a_rerun_resumes_other_settings_need_overwrite(cohort, checkpoints, tmp_path, capsys):
     out = tmp_path / "out"
     args = [
         "predict",
@@ -102,15 +102,21 @@ def test_existing_outputs_stop_the_run_unless_overwrite(cohort, checkpoints, tmp
         str(out),
         "--lesion-model",
         str(checkpoints["lesion"]),
+        "--no-progress",
     ]
-    assert main([*args, "--no-progress"]) == 0
+    assert main(args) == 0
     written = out / "plain" / "lesion.nii.gz"
     before = written.stat().st_mtime_ns
     capsys.readouterr()
-    assert main([*args, "--no-progress"]) == 2
-    assert "--overwrite" in capsys.readouterr().err
+    assert main(args) == 0  # same settings: the finished case is skipped
+    assert "1 case(s) finished by an earlier run are skipped (plain)" in capsys.readouterr().out
     assert written.stat().st_mtime_ns == before
-    assert main([*args, "--no-progress", "--overwrite"]) == 0
+    assert main([*args, "--threshold", "0.3"]) == 2  # other settings: refused
+    error = capsys.readouterr().err
+    assert "made with other settings (threshold: 0.5 -> 0.3)" in error and "--overwrite" in error
+    assert written.stat().st_mtime_ns == before
+    assert main([*args, "--threshold", "0.3", "--overwrite"]) == 0
+    assert written.stat().st_mtime_ns != before
 
 
 def test_manifest_input(cohort, checkpoints, tmp_path):

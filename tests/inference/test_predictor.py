@@ -209,3 +209,10 @@ def test_amp_is_off_on_cpu_and_on_for_cuda_by_default():
     assert predictor.amp is False
     if torch.cuda.is_available():  # pragma: no cover - GPU machines only
         assert Predictor(tiny_model("lesion"), device="cuda").amp is True
+
+
+def test_window_progress_is_quiet_where_output_is_not_a_terminal(oblique_case, capsys):
+    # Logs and notebooks without widgets would get one line per refresh; a terminal (or a
+    # Jupyter widget) gets the bar.
+    Predictor(tiny_model("lesion"), memory_limit_bytes=None, progress=True).predict(oblique_case)
+    assert "window" not in capsys.readouterr().err

@@ -181,3 +181,47 @@ def test_overview_png_is_written(constructed_case, tmp_path):
         title="c",
     )
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _left_only_case():
+    """b1000, skeleton and one lesion in the patient's left femur, on an LPS-oriented grid."""
+    affine = np.diag([-2.0, -2.0, 2.5, 1.0])  # array axis 0 runs towards the patient's left
+    shape = (30, 12, 40)
+    b1000 = np.random.default_rng(0).random(shape).astype(np.float32)
+    skeleton = np.zeros(shape, np.uint8)
+    skeleton[3:8, 4:8, 5:15] = FEMURS  # right femur: low index 0
+    skeleton[22:27, 4:8, 5:15] = FEMURS  # left femur
+    skeleton[12:18, 4:8, 20:30] = PELVIS
+    lesion = np.zeros(shape, np.uint8)
+    lesion[23:26, 5:7, 8:11] = 1  # 18 voxels in the left femur
+    lesion[24:25, 5:6, 13:14] = 1  # 1 voxel, also left
+    return affine, b1000, skeleton, lesion
+
+
+def test_overview_shows_a_left_lesion_on_the_right_with_legend_and_report_ids(tmp_path):
+    from sap.metrics.case_plots import plot_case
+    from sap.metrics.views import RadiologicalView
+
+    affine, b1000, skeleton, lesion = _left_only_case()
+    path = render_overview(
+        tmp_path / "overview.png", b1000, affine, lesion_mask=lesion, skeleton=skeleton
+    )
+    assert path.read_bytes().startswith(b"\x89PNG")
+    fig = plot_case(b1000, affine, lesion=lesion, skeleton=skeleton, panels=("mip",))
+    (ax,) = fig.axes
+    texts = {t.get_text(): t for t in ax.texts}
+    # R on the left edge of the picture, L on the right (radiological convention).
+    assert texts["R"].get_position()[0] < 0.5 < texts["L"].get_position()[0]
+    lesion_layer = ax.images[-1].get_array()
+    columns = np.flatnonzero(~np.ma.getmaskarray(lesion_layer).all(axis=0))
+    assert columns.min() > lesion_layer.shape[1] / 2  # the patient's left: right half
+    # Lesion numbers sit on the lesions of lesions.csv, in its order (1 = largest).
+    report = build_lesion_report("c", lesion, affine)
+    view = RadiologicalView.of(affine, lesion.shape)
+    for finding in report.lesions:
+        voxel = np.linalg.solve(affine[:3, :3], np.asarray(finding.centroid_mm) - affine[:3, 3])
+        col, row = view.coronal_point(voxel)
+        x, y = texts[str(finding.lesion_id)].get_position()
+        assert (x - 2, y) == pytest.approx((col, row), abs=1e-3)
+    labels = [text.get_text() for text in fig.legends[0].get_texts()]
+    assert labels == ["lesion", "pelvis", "femurs"]  # bone colours named, only those present

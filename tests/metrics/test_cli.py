@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 
@@ -10,15 +9,9 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from sap.cli.evaluate import add_parser
-from tests.helpers.metrics import AFFINE, save_nifti, two_lesions, write_study
+from tests.helpers.metrics import AFFINE, run_evaluate_cli, save_nifti, two_lesions, write_study
 
-
-def run_cli(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="sap")
-    add_parser(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["evaluate", *argv])
-    return args.func(args)
+run_cli = run_evaluate_cli
 
 
 @pytest.fixture
@@ -46,7 +39,14 @@ def test_evaluate_binary_predictions_writes_tables_summary_and_plots(study, caps
         "false_positives.csv",
         "summary.json",
         "detection_by_volume.png",
+        "volume_agreement.png",
+        "cases",
     }
+    assert sorted(p.name for p in (out / "cases").iterdir()) == [
+        "case_a.png",
+        "case_b.png",
+        "case_c.png",
+    ]
     lesion_rows = read_csv(out / "per_lesion.csv")
     assert len(lesion_rows) == 6
     first = next(r for r in lesion_rows if r["case_id"] == "case_a" and r["lesion_id"] == "1")
@@ -66,8 +66,13 @@ def test_evaluate_binary_predictions_writes_tables_summary_and_plots(study, caps
     assert summary["metrics"]["sensitivity"]["pooled"] == pytest.approx(4 / 6)
     assert summary["metrics"]["fp_per_exam"]["pooled"] == pytest.approx(1 / 3)
     assert summary["settings"]["connectivity"] == 26 and "froc" not in summary
+    assert summary["merged_predictions"] == 0 and summary["degenerate"] == {}
+    assert summary["volume_ratio"] == pytest.approx((64 + 72 + 72) / (3 * 72))
     printed = capsys.readouterr().out
     assert "sensitivity, all lesions" in printed and "0.50" in printed
+    assert "| predicted / reference volume | 1.00 [" in printed  # median of 0.89, 1, 1
+    assert "| merged predictions (total, ≥ 2 lesions each) | 0 |" in printed
+    assert "cases/ (3 pictures)" in printed
 
 
 def test_evaluate_probabilities_with_a_tuned_threshold(study, capsys):

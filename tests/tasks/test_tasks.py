@@ -11,6 +11,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from sap.backbones import build_backbone
+from sap.errors import ConfigError
 from sap.labels import LESION_LABELS, SKELETON_LABELS
 from sap.tasks import (
     AnatomicalPretraining,
@@ -19,7 +20,7 @@ from sap.tasks import (
     load_task_checkpoint,
     transfer_encoder_decoder,
 )
-from sap.tasks.base import warmup_cosine_factor
+from sap.tasks.schedule import warmup_cosine_factor
 from sap.zoo import read_state_dict
 
 PATCH = (16, 16, 16)
@@ -145,7 +146,7 @@ def test_sap_init_loads_encoder_and_decoder_bit_for_bit_and_a_fresh_head(tmp_pat
         for k, v in lesion.model.state_dict().items()
         if lesion.model.group_of(k) == "head"
     }
-    report = lesion.initialise_from(ckpt)
+    report = lesion.initialise()
 
     source = skeleton.model.state_dict()
     target = lesion.model.state_dict()
@@ -156,21 +157,26 @@ def test_sap_init_loads_encoder_and_decoder_bit_for_bit_and_a_fresh_head(tmp_pat
     for key, value in fresh_head.items():
         assert torch.equal(target[key], value), "the lesion head must stay freshly initialised"
     assert lesion.model.out_channels == 2
-    assert report.skipped_head and not report.missing and not report.unexpected
+    assert report.skipped and not report.missing and not report.unexpected
+    assert all(lesion.model.group_of(key) == "head" for key in report.skipped)
+    assert lesion.transfer_record["base_model"].startswith("skeleton.ckpt sha256:")
 
 
 def test_sap_init_happens_when_fit_starts(tmp_path: Path) -> None:
     ckpt, skeleton = _trained_skeleton_checkpoint(tmp_path)
     lesion = LesionFinetuning(
-        init=str(ckpt), backbone="tiny_unet", patch_size=PATCH, lr_encoder=0.0, lr_decoder=0.0
+        init=str(ckpt), backbone="tiny_unet", patch_size=PATCH, lr_encoder=1e-12, lr_decoder=1e-12
     )
+    assert lesion.transfer_report is None, "building the module reads no weights"
     _fit(lesion, _loader(2, n=4), 1, tmp_path / "run")
     assert lesion.transfer_report is not None
     encoder_key = next(
         k for k in lesion.model.state_dict() if lesion.model.group_of(k) == "encoder"
     )
-    assert torch.equal(
-        lesion.model.state_dict()[encoder_key], skeleton.model.state_dict()[encoder_key]
+    assert torch.allclose(
+        lesion.model.state_dict()[encoder_key],
+        skeleton.model.state_dict()[encoder_key],
+        atol=1e-9,
     )
 
 
@@ -190,10 +196,16 @@ def test_transfer_fails_loudly_when_encoder_is_missing(tmp_path: Path) -> None:
 def test_transfer_rejects_a_different_architecture(tmp_path: Path) -> None:
     ckpt, _ = _trained_skeleton_checkpoint(tmp_path)
     wider = LesionFinetuning(
-        backbone="tiny_unet", backbone_kwargs={"base_channels": 16}, patch_size=PATCH
+        init=str(ckpt),
+        backbone="tiny_unet",
+        backbone_kwargs={"base_channels": 16},
+        patch_size=PATCH,
     )
     with pytest.raises(TransferError, match="shape"):
-        wider.initialise_from(ckpt)
+        wider.initialise()
+    other = LesionFinetuning(init=str(ckpt), backbone="unet_resnet18", patch_size=(32, 32, 32))
+    with pytest.raises(ConfigError, match="--model.backbone tiny_unet"):
+        other.initialise()
 
 
 def test_transfer_understands_reference_checkpoint_prefixes(tmp_path: Path) -> None:
@@ -326,3 +338,136 @@ def test_background_weight_reaches_the_cross_entropy_and_rejects_nonsense() -> N
     )
     with pytest.raises(ValueError, match="ce_background_weight"):
         AnatomicalPretraining(backbone="tiny_unet", patch_size=PATCH, ce_background_weight=0.0)
+
+
+def test_init_takes_a_zoo_name_and_records_it_as_the_base_model() -> None:
+    from sap.zoo import load_pretrained
+
+    lesion = LesionFinetuning(init="sap-skeleton-phantom", backbone="tiny_unet", patch_size=PATCH)
+    report = lesion.initialise()
+    pretrained = load_pretrained("sap-skeleton-phantom").state_dict()
+    assert report is not None and report.loaded
+    for key in report.loaded:
+        assert torch.equal(lesion.model.state_dict()[key], pretrained[key])
+    assert lesion.transfer_record["base_model"] == "sap-skeleton-phantom"
+    assert lesion.transfer_record["transfer"] == "encoder+decoder"
+
+
+def test_encoder_only_transfer_leaves_decoder_and_head_fresh() -> None:
+    torch.manual_seed(5)
+    lesion = LesionFinetuning(
+        init="sap-skeleton-phantom", transfer="encoder", backbone="tiny_unet", patch_size=PATCH
+    )
+    fresh = {k: v.clone() for k, v in lesion.model.state_dict().items()}
+    report = lesion.initialise()
+    groups = {key: lesion.model.group_of(key) for key in fresh}
+    assert report is not None and report.loaded
+    assert {groups[key] for key in report.loaded} == {"encoder"}
+    for key, value in lesion.model.state_dict().items():
+        if groups[key] != "encoder":
+            assert torch.equal(value, fresh[key]), f"{key} must keep its fresh initialisation"
+    assert {groups[key] for key in report.skipped} == {"decoder", "head"}
+
+
+@pytest.mark.parametrize("init", [None, "scratch", "none", ""])
+def test_scratch_and_none_mean_random_initialisation(init) -> None:
+    lesion = LesionFinetuning(init=init, backbone="tiny_unet", patch_size=PATCH)
+    assert lesion.init == "scratch" and lesion.initialise() is None
+
+
+def test_init_is_checked_when_built_unless_weights_come_from_a_checkpoint(tmp_path: Path) -> None:
+    from sap.errors import MissingPathError
+    from sap.tasks import restoring_weights
+
+    gone = tmp_path / "gone" / "skeleton.ckpt"
+    with pytest.raises(MissingPathError, match="does not exist"):
+        LesionFinetuning(init=str(gone), backbone="tiny_unet", patch_size=PATCH)
+    with restoring_weights():
+        module = LesionFinetuning(init=str(gone), backbone="tiny_unet", patch_size=PATCH)
+    assert module.init == str(gone), "the recorded source is kept, never read"
+
+
+def test_resumed_module_keeps_its_weights_and_its_init_record(tmp_path: Path) -> None:
+    ckpt, _ = _trained_skeleton_checkpoint(tmp_path)
+    lesion = LesionFinetuning(init=str(ckpt), backbone="tiny_unet", patch_size=PATCH)
+    trainer = _fit(lesion, _loader(2, n=4), 1, tmp_path / "first")
+    saved = tmp_path / "lesion.ckpt"
+    trainer.save_checkpoint(saved)
+    ckpt.unlink()  # the pretrained file is gone: resuming must not need it
+    restored = load_task_checkpoint(saved)
+    assert isinstance(restored, LesionFinetuning)
+    assert restored.transfer_record["source"] == str(ckpt)
+    for key, value in lesion.model.state_dict().items():
+        assert torch.equal(restored.model.state_dict()[key], value)
+
+
+def test_rng_states_survive_a_checkpoint_round_trip(tmp_path: Path) -> None:
+    import random
+
+    from sap.tasks.callbacks import collect_rng_states, set_rng_states
+
+    torch.manual_seed(3)
+    np.random.seed(3)
+    random.seed(3)
+    path = tmp_path / "rng.pt"
+    torch.save(collect_rng_states(), path)
+    expected = (torch.rand(3), np.random.rand(3), random.random())
+    torch.rand(10), np.random.rand(10), random.random()
+    set_rng_states(torch.load(path, weights_only=True))
+    drawn = (torch.rand(3), np.random.rand(3), random.random())
+    assert torch.equal(drawn[0], expected[0])
+    assert np.array_equal(drawn[1], expected[1]) and drawn[2] == expected[2]
+
+
+def test_validation_panel_is_coronal_with_the_patient_right_on_the_left() -> None:
+    from sap.tasks.panels import LABEL_COLOURS, validation_panel
+
+    shape = (6, 4, 8)  # RAS: x grows towards the patient's right, z towards the head
+    image = np.zeros((2, *shape), np.float32)
+    reference = np.zeros(shape, np.uint8)
+    reference[-1, :, -1] = 1  # the patient's right, at the top of the volume
+    panel = validation_panel(image, reference, np.zeros(shape, np.uint8), min_height=1)
+    tile = panel[:, shape[0] : 2 * shape[0]]  # the reference tile
+    assert tile.shape[:2] == (shape[2], shape[0])
+    painted = np.argwhere((tile != 0).any(axis=-1))
+    assert painted.tolist() == [[0, 0]]
+    assert tuple(tile[0, 0]) == tuple((0.6 * LABEL_COLOURS[0]).astype(np.uint8))
+
+
+def test_final_validation_runs_on_the_last_epoch(tmp_path: Path) -> None:
+    from sap.tasks.callbacks import FinalValidation
+
+    class Counting(L.Callback):
+        epochs: list[int] = []
+
+        def on_validation_epoch_end(self, trainer, pl_module) -> None:
+            if not trainer.sanity_checking:
+                self.epochs.append(trainer.current_epoch)
+
+    module = _skeleton()
+    counting = Counting()
+    trainer = L.Trainer(
+        max_epochs=3,
+        check_val_every_n_epoch=2,
+        accelerator="cpu",
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=1,
+        default_root_dir=str(tmp_path),
+        callbacks=[FinalValidation(), counting],
+    )
+    volume = {
+        "image": torch.rand(1, 2, *PATCH),
+        "label": torch.zeros(1, *PATCH, dtype=torch.long),
+        "affine": torch.eye(4)[None],
+    }
+    trainer.fit(
+        module,
+        train_dataloaders=_loader(len(SKELETON_LABELS), n=4),
+        val_dataloaders=DataLoader([volume], batch_size=None),
+    )
+    assert counting.epochs == [1, 2], "every 2nd epoch, and the last one"
+    assert trainer.check_val_every_n_epoch == 2

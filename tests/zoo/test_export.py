@@ -40,6 +40,7 @@ def _rewrite_config(folder: Path, change) -> None:
 def test_export_folder_holds_weights_config_and_card(tmp_path):
     model, folder = tiny_export(tmp_path / "export")
     assert sorted(p.name for p in folder.iterdir()) == [
+        ".sap-output.json",  # marks an export: --overwrite replaces this and nothing else
         "README.md",
         "config.json",
         "model.safetensors",
@@ -50,12 +51,13 @@ def test_export_folder_holds_weights_config_and_card(tmp_path):
     assert config.weights.num_parameters == sum(p.numel() for p in model.parameters())
     assert config.recipe.backbone_kwargs == TINY_KWARGS
     card = (folder / "README.md").read_text(encoding="utf-8")
-    assert card.startswith("---\nlicense: apache-2.0\n")
+    assert card.startswith("---\n") and "\nlicense: apache-2.0\n" in card
     for needed in (
         "not a medical device",
         "Trained on synthetic data",
         "whole_skeleton_dice",
-        "arXiv:2506.19590",
+        "eprint        = {2506.19590}",
+        "journal = {Journal of Bone Oncology}",
     ):
         assert needed in card
     assert config.weights.sha256 in card
@@ -73,7 +75,7 @@ def test_export_round_trip_gives_identical_outputs(tmp_path):
 def test_config_json_round_trips_exactly(tmp_path):
     _, folder = tiny_export(tmp_path / "export")
     data = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    assert data["format"] == "sap-model" and data["format_version"] == 1
+    assert data["format"] == "sap-model" and data["format_version"] == 2
     assert ModelConfig.from_dict(data).to_dict() == data
 
 
@@ -108,8 +110,9 @@ def test_export_refuses_existing_folder_and_leaves_it_untouched(tmp_path):
     out.mkdir()
     (out / "keep.txt").write_text("mine")
     model = random_tiny_unet()
-    with pytest.raises(FileExistsError, match="overwrite"):
-        save_pretrained(model, out, tiny_config(model))
+    for overwrite in (False, True):  # not an earlier export: --overwrite does not apply
+        with pytest.raises(FileExistsError, match="was not written by `sap zoo export`"):
+            save_pretrained(model, out, tiny_config(model), overwrite=overwrite)
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
 
 
@@ -290,7 +293,7 @@ def test_lightning_checkpoint_loads_with_weights_only_and_exports(tmp_path, caps
     assert same_output(from_ckpt, load_pretrained(out))
 
     assert main(["zoo", "export", str(ckpt), str(out)]) == 1  # exists, no --overwrite
-    assert "already exists" in capsys.readouterr().err
+    assert "already holds an earlier output of `sap zoo export`" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exit_info:  # a malformed option is a usage error
         main(["zoo", "export", str(ckpt), str(tmp_path / "x"), "--metric", "dice"])
     assert exit_info.value.code == 2 and "NAME=NUMBER" in capsys.readouterr().err

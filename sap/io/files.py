@@ -1,9 +1,7 @@
-"""Safe file writing: nothing a user already has is lost or left half-written.
+"""Atomic file writes with the user's umask: a crash or a full disk never leaves a half file.
 
-Every file `sap` writes goes through :func:`atomic_write`: the content is written to a
-temporary file in the destination folder, then moved into place with :func:`os.replace`,
-which is atomic on POSIX and Windows. A crash or a full disk leaves either the old file or
-the new one, never a truncated mix.
+Content goes to a temporary file in the destination folder, then :func:`os.replace` moves it
+into place (atomic on POSIX and Windows): the old file or the new one, never a mix.
 """
 
 from __future__ import annotations
@@ -17,6 +15,17 @@ from pathlib import Path
 import numpy as np
 
 
+def current_umask() -> int:
+    """The process umask, read without changing it where the OS allows (Linux)."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: str | Path, writer: Callable[[Path], None]) -> Path:
     """Write ``path`` atomically.
 
@@ -28,31 +37,30 @@ def atomic_write(path: str | Path, writer: Callable[[Path], None]) -> Path:
 
     Returns:
         The final path.
+
+    Raises:
+        OSError: the file cannot be written; the message names ``path`` (not the temporary
+            file) and the temporary file is gone.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     suffix = "".join(path.suffixes)
-    fd, tmp_name = tempfile.mkstemp(
-        prefix=f".{path.name.split('.')[0]}.", suffix=f".tmp{suffix}", dir=path.parent
-    )
+    stem = path.name.lstrip(".").split(".")[0]
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{stem}.", suffix=f".tmp{suffix}", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
-    # mkstemp creates 0600 files; give the result the permissions a plain open() would.
-    os.chmod(tmp, 0o666 & ~_current_umask())
     try:
+        # mkstemp creates 0600 files; give the result the permissions a plain open() would.
+        os.chmod(tmp, 0o666 & ~current_umask())
         writer(tmp)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as error:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+        if isinstance(error, OSError) and error.errno is not None:
+            raise type(error)(error.errno, f"cannot write {path}: {error.strerror}") from error
         raise
     return path
-
-
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def write_text_atomic(path: str | Path, text: str) -> Path:
@@ -72,20 +80,29 @@ def save_nifti_atomic(
 
     Args:
         array: voxel values in array axis order (i, j, k) matching ``affine``.
-        affine: 4x4 voxel-to-scanner (RAS+, mm) matrix.
+        affine: 4x4 voxel-to-scanner (RAS+, mm) matrix; must be finite.
         path: destination file.
         dtype: on-disk data type; defaults to the array's own.
     """
     import nibabel as nib
 
+    affine = np.asarray(affine, dtype=np.float64)
+    if affine.shape != (4, 4) or not np.isfinite(affine).all():
+        raise ValueError(f"Refusing to write {path}: its affine is not a finite 4x4 matrix.")
     data = np.asarray(array)
     if dtype is not None:
         data = data.astype(dtype, copy=False)
-    image = nib.Nifti1Image(data, np.asarray(affine, dtype=np.float64))
+    image = nib.Nifti1Image(data, affine)
     image.header.set_data_dtype(data.dtype)
     image.set_qform(image.affine, code=1)
     image.set_sform(image.affine, code=1)
     return atomic_write(path, lambda tmp: nib.save(image, str(tmp)))
 
 
-__all__ = ["atomic_write", "save_nifti_atomic", "write_bytes_atomic", "write_text_atomic"]
+__all__ = [
+    "atomic_write",
+    "current_umask",
+    "save_nifti_atomic",
+    "write_bytes_atomic",
+    "write_text_atomic",
+]
