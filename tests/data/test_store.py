@@ -9,6 +9,7 @@ builds, damaged entries and an unwritable store: ``tests/faults/test_store_fault
 from __future__ import annotations
 
 import math
+import os
 from collections import Counter
 from pathlib import Path
 
@@ -110,6 +111,22 @@ def test_a_changed_source_file_rebuilds_that_case_only(cohort: Path, monkeypatch
     assert entry.image[0].max() == 1.0 and not np.array_equal(
         entry.image[0], open_store(cases[:1], RECIPE, cache, progress=False)[0].image[0]
     )
+
+
+def test_a_touched_source_file_rebuilds_that_case_only(cohort: Path, monkeypatch) -> None:
+    """Same bytes, newer modification time (a re-copied file): the key changes, so it rebuilds."""
+    cache = cohort.parent / "store"
+    open_store(discover_cases(cohort), RECIPE, cache, progress=False)
+    built = count_builds(monkeypatch)
+    source = cohort / "case_2" / "b1000.nii.gz"
+    content, stat = source.read_bytes(), source.stat()
+    os.utime(source, ns=(stat.st_atime_ns, stat.st_mtime_ns + 5_000_000_000))
+
+    open_store(discover_cases(cohort), RECIPE, cache, progress=False)
+    assert source.read_bytes() == content
+    assert built == ["case_2"]
+    open_store(discover_cases(cohort), RECIPE, cache, progress=False)
+    assert built == ["case_2"], "rebuilt once, then reused"
 
 
 def test_a_changed_recipe_gets_its_own_entries_and_keeps_the_others(
