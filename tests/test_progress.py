@@ -11,10 +11,16 @@ import tqdm.std
 from sap.progress import progress_bar
 
 
+def test_outside_jupyter_the_plain_bar_is_used() -> None:
+    bar = progress_bar(range(2), disable=True)
+    assert type(bar) is tqdm.std.tqdm
+
+
 def test_without_ipywidgets_the_plain_bar_is_used_silently(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr("sap.progress.in_jupyter_kernel", lambda: True)
     monkeypatch.setattr(
         importlib.util,
         "find_spec",
