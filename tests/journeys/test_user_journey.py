@@ -117,12 +117,16 @@ def test_phantom_to_evaluation_through_the_cli(tmp_path: Path, hub: HubServer) -
     assert validated, "validation ran and logged the sweep objective"
     assert all(0.0 <= float(r["val/lesion_patient_mean_dice"]) <= 1.0 for r in validated)
 
-    # 5. export, with the fine-tune's source as base model
+    # 5. export, with the fine-tune's source in its provenance
     export = tmp_path / "export"
     _ok(run_sap(["zoo", "export", str(final_ckpt), str(export)], cwd=tmp_path), "sap zoo export")
     config = json.loads((export / "config.json").read_text(encoding="utf-8"))
     assert config["recipe"]["task"] == "lesion"
-    assert config["base_model"] == final["sap_transfer"]["base_model"]
+    # a local checkpoint has no Hub name: the card's base_model stays empty, the provenance
+    # names the file and its hash
+    assert config["provenance"]["initialised_from"] == final["sap_transfer"]["base_model"]
+    assert config["provenance"]["initialised_from"].startswith("last.ckpt sha256:")
+    assert config["base_model"] == ""
     assert {"model.safetensors", "config.json", "README.md"} <= {p.name for p in export.iterdir()}
 
     # 6. push to the Hub, load back by its pinned URI

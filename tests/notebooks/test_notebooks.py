@@ -62,6 +62,24 @@ def _execute(name: str, probe: str, tmp_path: Path, monkeypatch: pytest.MonkeyPa
     return json.loads(probe_output["text"]), notebook
 
 
+def test_notebooks_are_stored_without_outputs() -> None:
+    import nbformat
+
+    names = sorted(path.stem for path in NOTEBOOKS.glob("*.ipynb"))
+    assert names == [
+        "01_quickstart",
+        "02_finetune_on_your_lesions",
+        "03_evaluate_and_read_metrics",
+        "04_zoo_and_hub",
+    ]
+    for name in names:
+        notebook = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
+        nbformat.validate(notebook)
+        code = [cell for cell in notebook.cells if cell.cell_type == "code"]
+        assert all(not cell.outputs and cell.execution_count is None for cell in code), name
+        assert notebook.metadata["kernelspec"]["name"] == "python3", name
+
+
 def _has_image(notebook) -> bool:
     return any(
         "image/png" in output.get("data", {})
