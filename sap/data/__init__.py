@@ -7,6 +7,7 @@ when a name that needs them is used.
 Modules, in the order data flows through them: :mod:`~sap.data.cases` and
 :mod:`~sap.data.manifest` (find cases), :mod:`~sap.data.validation` (check their files),
 :mod:`~sap.data.preprocess` and :mod:`~sap.data.transforms` (TorchIO pipelines),
+:mod:`~sap.data.store` (each case preprocessed once, on disk),
 :mod:`~sap.data.lesions`, :mod:`~sap.data.placement` and :mod:`~sap.data.samplers`
 (patches), :mod:`~sap.data.patch_queue`, :mod:`~sap.data.distributed`,
 :mod:`~sap.data.datasets`, :mod:`~sap.data.splits`, :mod:`~sap.data.collate`,
@@ -57,6 +58,12 @@ _EXPORTS: dict[str, str] = {
     "Lesion": "lesions",
     "count_lesions": "lesions",
     "find_lesions": "lesions",
+    # patch store
+    "PatchStoreWarning": "store.build",
+    "StoreRecipe": "store.keys",
+    "clear_store": "store.build",
+    "open_store": "store.build",
+    "resolve_cache_dir": "store.keys",
     # datamodules
     "LesionDataModule": "datamodules",
     "SegmentationDataModule": "base",

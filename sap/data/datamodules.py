@@ -8,9 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torchio as tio
-
 from sap.data.base import SegmentationDataModule
+from sap.data.cases import Case
 from sap.data.datasets import count_subject_lesions
 from sap.data.samplers import InstanceBalancedSampler, skeleton_sampler
 from sap.labels import CHANNELS, LESION_LABELS, SKELETON_LABELS
@@ -58,6 +57,8 @@ class SkeletonDataModule(SegmentationDataModule):
         noise_p: float = 0.0,
         validate_inputs: bool = True,
         cache_subjects: bool = False,
+        patch_store: bool = True,
+        cache_dir: str | None = None,
     ) -> None:
         super().__init__(
             data_dir=data_dir,
@@ -81,6 +82,8 @@ class SkeletonDataModule(SegmentationDataModule):
             noise_p=noise_p,
             validate_inputs=validate_inputs,
             cache_subjects=cache_subjects,
+            patch_store=patch_store,
+            cache_dir=cache_dir,
         )
         if samples_per_volume < 1:
             raise ValueError(f"samples_per_volume must be >= 1, got {samples_per_volume}.")
@@ -91,8 +94,8 @@ class SkeletonDataModule(SegmentationDataModule):
         )
         self.save_hyperparameters()
 
-    def _count_patches(self, subjects: list[tio.Subject]) -> list[int]:
-        return [self.samples_per_volume] * len(subjects)
+    def _count_patches(self, cases: list[Case]) -> list[int]:
+        return [self.samples_per_volume] * len(cases)
 
 
 class LesionDataModule(SegmentationDataModule):
@@ -102,8 +105,8 @@ class LesionDataModule(SegmentationDataModule):
     training case with ``k`` lesions, exactly ``k`` lesion patches and
     ``floor(negative_ratio * k + 0.5)`` lesion-free patches
     (:class:`sap.data.samplers.InstanceBalancedSampler`); the epoch length is their sum
-    over the training cases (``patch_counts``, counted in :meth:`setup`), exactly, on
-    one device. Under DDP every rank draws the largest rank total; ranks below it add
+    over the training cases (``patch_counts``, counted in :meth:`setup` from the patch
+    store's lesion tables), exactly, on one device. Under DDP every rank draws the largest rank total; ranks below it add
     extra lesion-free patches
     (:class:`~sap.data.distributed.BalancedDistributedSampler`).
 
@@ -150,6 +153,8 @@ class LesionDataModule(SegmentationDataModule):
         noise_p: float = 0.0,
         validate_inputs: bool = True,
         cache_subjects: bool = False,
+        patch_store: bool = True,
+        cache_dir: str | None = None,
     ) -> None:
         super().__init__(
             data_dir=data_dir,
@@ -173,6 +178,8 @@ class LesionDataModule(SegmentationDataModule):
             noise_p=noise_p,
             validate_inputs=validate_inputs,
             cache_subjects=cache_subjects,
+            patch_store=patch_store,
+            cache_dir=cache_dir,
         )
         self.sampler = InstanceBalancedSampler(
             self.patch_size,
@@ -185,14 +192,22 @@ class LesionDataModule(SegmentationDataModule):
         self.lesion_counts: dict[str, int] | None = None
         self.save_hyperparameters()
 
-    def _count_patches(self, subjects: list[tio.Subject]) -> list[int]:
-        # Reorientation and nearest-neighbour resampling onto the T1 grid (on which the
-        # label already lies) cannot change connected components: then read the file only.
-        transform = None if self.spacing_mm is None else self._preprocessing()
-        counts = count_subject_lesions(
-            subjects, transform, self.sampler.connectivity, self.num_workers, self.label_name
-        )
-        self.lesion_counts = {str(s["case_id"]): n for s, n in zip(subjects, counts)}
+    def _count_patches(self, cases: list[Case]) -> list[int]:
+        if self.patch_store:
+            entries = self._store_entries(cases, self.data_dir)
+            counts = [len(entry.lesions(self.label_name)) for entry in entries]
+        else:
+            # Reorientation and nearest-neighbour resampling onto the T1 grid (on which the
+            # label already lies) cannot change connected components: then read the file only.
+            transform = None if self.spacing_mm is None else self._preprocessing()
+            counts = count_subject_lesions(
+                self._subjects(cases),
+                transform,
+                self.sampler.connectivity,
+                self.num_workers,
+                self.label_name,
+            )
+        self.lesion_counts = {case.case_id: n for case, n in zip(cases, counts)}
         return [self.sampler.num_patches(n) for n in counts]
 
     def _no_patches_message(self) -> str:

@@ -83,7 +83,8 @@ def lesion_free_patch_offset(
     fewest lesion voxels is used and a RuntimeWarning says so.
 
     Args:
-        mask: 3D boolean lesion mask.
+        mask: 3D lesion mask (non-zero = lesion): an array, or anything with ``shape``
+            that slices like one and converts with ``np.asarray``.
         patch_size: patch size in voxels per axis.
         max_tries: random offsets tried before searching exactly.
         has_lesion: whether ``mask`` has a lesion voxel, if the caller knows (saves a
@@ -97,7 +98,7 @@ def lesion_free_patch_offset(
         i, j, k = (_randint(0, v) for v in valid)
         if not has_lesion or not mask[i : i + size[0], j : j + size[1], k : k + size[2]].any():
             return i, j, k
-    counts = window_sums(mask, size)
+    counts = window_sums(np.asarray(mask) != 0, size)
     free = np.argwhere(counts == 0)
     if len(free):
         i, j, k = free[_randint(0, len(free) - 1)]

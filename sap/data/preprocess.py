@@ -22,7 +22,12 @@ import torch
 import torchio as tio
 
 from sap.data.cases import Case, case_to_subject
-from sap.data.transforms import RandomRot90, RandomScaleIntensity, RandomShiftIntensity
+from sap.data.transforms import (
+    PercentileRescale,
+    RandomRot90,
+    RandomScaleIntensity,
+    RandomShiftIntensity,
+)
 from sap.labels import CHANNELS
 
 # --------------------------------------------------------------------------------------
@@ -52,7 +57,7 @@ def preprocessing(
     Example:
         >>> transform = preprocessing(("T1", "b1000"), spacing_mm=4.0)
         >>> [t.name for t in transform.transforms]
-        ['ToCanonical', 'Resample', 'Resample', 'RescaleIntensity']
+        ['ToCanonical', 'Resample', 'Resample', 'PercentileRescale']
     """
     channels = list(channels)
     if not channels:
@@ -70,11 +75,7 @@ def preprocessing(
         )
         transforms.append(tio.Resample(target))
     if percentiles is not None:
-        transforms.append(
-            tio.RescaleIntensity(
-                out_min_max=(0, 1), percentiles=tuple(percentiles), include=channels
-            )
-        )
+        transforms.append(PercentileRescale(percentiles, include=channels))
     return tio.Compose(transforms)
 
 
@@ -103,6 +104,7 @@ def augmentation(
     *,
     bias_field_coefficients: float = 0.5,
     noise_std: float = 0.05,
+    copy: bool = True,
 ) -> tio.Compose:
     """Training augmentation of the SAP paper, plus optional TorchIO MRI artefacts.
 
@@ -121,23 +123,28 @@ def augmentation(
         bias_field_coefficients: maximum magnitude of the bias field's polynomial coefficients.
         noise_std: the noise standard deviation is drawn uniformly in ``[0, noise_std]``
             (in units of the [0, 1] normalised intensity).
+        copy: transform a copy of the subject (TorchIO's default). ``False`` changes the
+            subject in place, which saves a copy per transform when the subject is a fresh
+            patch (the patch store's).
 
     Returns:
         A :class:`torchio.Compose`; transforms with probability 0 are left out.
     """
     transforms: list[tio.Transform] = []
     if flip_p > 0:
-        transforms.append(tio.RandomFlip(axes=(0, 1, 2), flip_probability=flip_p))
+        transforms.append(tio.RandomFlip(axes=(0, 1, 2), flip_probability=flip_p, copy=copy))
     if rot90_p > 0:
-        transforms.append(RandomRot90(axes=(0, 1), p=rot90_p))
+        transforms.append(RandomRot90(axes=(0, 1), p=rot90_p, copy=copy))
     if intensity_p > 0 and intensity_range > 0:
-        transforms.append(RandomScaleIntensity(factors=intensity_range, p=intensity_p))
-        transforms.append(RandomShiftIntensity(offsets=intensity_range, p=intensity_p))
+        transforms.append(RandomScaleIntensity(factors=intensity_range, p=intensity_p, copy=copy))
+        transforms.append(RandomShiftIntensity(offsets=intensity_range, p=intensity_p, copy=copy))
     if bias_field_p > 0:
-        transforms.append(tio.RandomBiasField(coefficients=bias_field_coefficients, p=bias_field_p))
+        transforms.append(
+            tio.RandomBiasField(coefficients=bias_field_coefficients, p=bias_field_p, copy=copy)
+        )
     if noise_p > 0:
-        transforms.append(tio.RandomNoise(std=(0, noise_std), p=noise_p))
-    return tio.Compose(transforms)
+        transforms.append(tio.RandomNoise(std=(0, noise_std), p=noise_p, copy=copy))
+    return tio.Compose(transforms, copy=copy)
 
 
 # --------------------------------------------------------------------------------------

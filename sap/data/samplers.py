@@ -138,31 +138,45 @@ class InstanceBalancedSampler(RandomSampler):
     def _generate_patches(
         self, subject: tio.Subject, num_patches: int | None = None
     ) -> Generator[tio.Subject]:
-        """Yield the epoch's patches of ``subject`` in random order.
+        """Yield the epoch's patches of ``subject`` in random order (see :meth:`plan`)."""
+        mask = self._mask(subject)
+        for target, offset in self.plan(mask, self._find_lesions(mask), num_patches):
+            patch = self.extract_patch(subject, offset)
+            patch[LESION_COMPONENT] = target
+            patch.update_attributes()
+            yield patch
 
-        ``num_patches=None`` yields the instance-balanced set. A number asks for exactly
+    def plan(
+        self, mask: np.ndarray, lesions: Sequence[Lesion], num_patches: int | None = None
+    ) -> Generator[tuple[int, tuple[int, int, int]]]:
+        """``(lesion number or 0, patch offset)`` of each of the epoch's patches, in random order.
+
+        ``num_patches=None`` gives the instance-balanced set. A number asks for exactly
         that many: fewer gives a random subset of the set, more adds extra negative patches
         (a distributed queue uses this to give every rank the same count).
+
+        Args:
+            mask: the lesion map (non-zero = lesion): an array, or anything with ``shape``
+                that slices like one (the patch store's memory-mapped label map).
+            lesions: its lesions (:func:`~sap.data.lesions.find_lesions`), with voxels for
+                those larger than the patch.
+            num_patches: see above.
         """
-        mask = self._mask(subject)
-        lesions = {lesion.index: lesion for lesion in self._find_lesions(mask)}
-        targets = [*lesions] + [0] * self.num_negatives(len(lesions))
+        lesions_by_index = {lesion.index: lesion for lesion in lesions}
+        targets = [*lesions_by_index] + [0] * self.num_negatives(len(lesions_by_index))
         targets = [targets[i] for i in torch.randperm(len(targets)).tolist()]
         if num_patches is not None:
             targets = targets[:num_patches] + [0] * max(0, num_patches - len(targets))
         for target in targets:
             if target:
                 offset = lesion_patch_offset(
-                    lesions[target], self.patch_size, mask.shape, self.margin
+                    lesions_by_index[target], self.patch_size, mask.shape, self.margin
                 )
             else:
                 offset = lesion_free_patch_offset(
-                    mask, self.patch_size, self.max_tries, has_lesion=bool(lesions)
+                    mask, self.patch_size, self.max_tries, has_lesion=bool(lesions_by_index)
                 )
-            patch = self.extract_patch(subject, offset)
-            patch[LESION_COMPONENT] = target
-            patch.update_attributes()
-            yield patch
+            yield target, offset
 
 
 def skeleton_sampler(

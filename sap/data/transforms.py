@@ -1,4 +1,5 @@
-"""TorchIO transforms that `sap` adds: quarter-turn rotations, intensity scale and shift, padding.
+"""TorchIO transforms that `sap` adds: quarter-turn rotations, intensity scale and shift, padding,
+and the percentile normalisation of :func:`sap.data.preprocess.preprocessing`.
 
 Each random transform samples its parameters from the torch RNG (so ``torch.manual_seed``
 and data-loader worker seeding make it reproducible) and hands them to a deterministic twin
@@ -10,6 +11,7 @@ into data-loader workers. :func:`sap.data.preprocess.augmentation` puts them tog
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -232,12 +234,80 @@ class RandomShiftIntensity(RandomTransform, IntensityTransform):
         return ScaleShiftIntensity(shift=shift, **self._get_base_args())(subject)
 
 
+def rescale_percentiles_(
+    array: np.ndarray, percentiles: Sequence[float] = (1, 99), name: str = "image"
+) -> np.ndarray:
+    """Clip ``array`` to its ``percentiles`` and scale it to [0, 1], in place.
+
+    The one percentile normalisation of `sap` (training and prediction). Bitwise what
+    ``torchio.RescaleIntensity(out_min_max=(0, 1), percentiles=...)`` computes, without its
+    whole-volume temporaries (a clone, a masked copy and a mask): the only one here is the
+    copy ``np.percentile`` partitions, so a whole-body channel costs one float32 copy.
+
+    Args:
+        array: float32 voxels (any shape, views allowed); changed in place.
+        percentiles: lower and upper percentile, mapped to 0 and 1.
+        name: what to call the image in the warning about a constant image.
+
+    Returns:
+        ``array``. A constant image (nothing to scale) is left as it is, with a RuntimeWarning,
+        as TorchIO does.
+
+    >>> scaled = rescale_percentiles_(np.array([0, 1, 2, 3, 100], np.float32), (0, 75))
+    >>> [round(float(v), 4) for v in scaled]  # 3 is the 75th percentile: 100 is clipped to it
+    [0.0, 0.3333, 0.6667, 1.0, 1.0]
+    """
+    if array.dtype != np.float32:
+        raise TypeError(f"rescale_percentiles_ works in float32, got {array.dtype} for {name}.")
+    cutoff = np.percentile(array, tuple(percentiles))
+    np.clip(array, *cutoff, out=array)
+    low, high = array.min(), array.max()
+    if high - low == 0:
+        warnings.warn(
+            f'Rescaling image "{name}" not possible because all the intensity values are the same',
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        return array
+    array -= low
+    array /= high - low
+    return array
+
+
+class PercentileRescale(IntensityTransform):
+    """Clip each intensity image to its percentiles and scale it to [0, 1] (in float32).
+
+    :func:`rescale_percentiles_` as a TorchIO transform (same values as
+    ``tio.RescaleIntensity(out_min_max=(0, 1), percentiles=percentiles)``, less memory).
+
+    Args:
+        percentiles: lower and upper percentile, mapped to 0 and 1.
+        **kwargs: see :class:`torchio.transforms.Transform` (``include``, ...).
+    """
+
+    def __init__(self, percentiles: Sequence[float] = (1, 99), **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.percentiles = tuple(float(p) for p in percentiles)
+        if len(self.percentiles) != 2 or not 0 <= self.percentiles[0] <= self.percentiles[1] <= 100:
+            raise ValueError(f"percentiles must be (low, high) within 0-100, got {percentiles}.")
+        self.args_names = ["percentiles"]
+
+    def apply_transform(self, subject: tio.Subject) -> tio.Subject:
+        for name, image in self.get_images_dict(subject).items():
+            array = image.data.numpy().astype(np.float32)  # a copy: the input stays as it is
+            rescale_percentiles_(array, self.percentiles, name)
+            image.set_data(torch.from_numpy(array))
+        return subject
+
+
 __all__ = [
     "PadToMinimumShape",
+    "PercentileRescale",
     "RandomRot90",
     "RandomScaleIntensity",
     "RandomShiftIntensity",
     "Rot90",
     "ScaleShiftIntensity",
     "per_axis",
+    "rescale_percentiles_",
 ]

@@ -394,12 +394,14 @@ def predict_from_files(
     cases = resolve_inputs(source, lesion.recipe.channels, dicom_series)
     case_progress = None
     if progress:
-        from tqdm.auto import tqdm
+        from tqdm import tqdm
+
+        from sap.progress import progress_bar
 
         log = log or tqdm.write
 
         def case_progress(items: Sequence[CaseSource]) -> Any:
-            return tqdm(items, desc="cases", unit="case")
+            return progress_bar(items, desc="cases", unit="case")
 
     return predict_cases(
         cases,

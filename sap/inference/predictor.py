@@ -238,16 +238,16 @@ class Predictor:
     def _progress_bar(self, prepared: PreparedInput):
         if not self.progress:
             return None
-        from tqdm.auto import tqdm
+        from sap.progress import progress_bar
 
         shape = prepared.image.shape[1:]
         total = math.prod(
             len(window_starts(n, p, self.overlap)) for n, p in zip(shape, self.recipe.patch_size)
         )
         # disable=None: a bar in a terminal, a widget in Jupyter (with ipywidgets: the
-        # `notebook` extra), nothing where each refresh would become a line of its own (logs,
+        # `notebook` extra; sap.progress), nothing where each refresh would become a line of its own (logs,
         # notebooks without widgets); leave=False: it disappears when the case is done.
-        return tqdm(
+        return progress_bar(
             total=total,
             desc=f"{prepared.case_id} {self.recipe.task}",
             unit="window",

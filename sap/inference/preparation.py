@@ -1,9 +1,14 @@
 """Preprocess a case exactly as the model was trained, from its recipe; estimate the RAM first.
 
-Canonical orientation, DWI onto the T1 grid, optional target spacing and per-channel
-percentile normalisation come from :func:`sap.data.preprocess.preprocessing`, with the
-settings the :class:`~sap.recipe.ModelRecipe` carries. Two models whose recipes give the same
-:func:`preprocessing_key` can share one :class:`~sap.inference.prediction.PreparedInput`.
+The steps of :func:`sap.data.preprocess.preprocessing` (canonical orientation, DWI onto the
+T1 grid, optional target spacing, per-channel percentile normalisation), with the settings
+the :class:`~sap.recipe.ModelRecipe` carries, applied one channel at a time: a channel is
+read, reoriented (a view, no copy), resampled if its grid is not the reference's,
+normalised in place (:func:`sap.data.transforms.rescale_percentiles_`) and stored into the
+float16 network input before the next one is read. A whole-body scan never has two float32
+copies of all its channels, nor float64 temporaries; the values equal those of the TorchIO
+pipeline training uses. Two models whose recipes give the same :func:`preprocessing_key`
+can share one :class:`~sap.inference.prediction.PreparedInput`.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import math
 import numpy as np
 import torch
 
+from sap.data.transforms import rescale_percentiles_
 from sap.inference.inputs import CaseChannels, InputError
 from sap.inference.memory import MemoryEstimate, estimate_memory
 from sap.inference.prediction import PreparedInput
@@ -110,41 +116,33 @@ def prepare_case(
         InputError: an unreadable, non-3D or non-finite image, or a channel that
             preprocessing turns non-finite (a constant image).
     """
-    import torchio as tio
-
-    from sap.data.preprocess import preprocessing
-
     channels = tuple(recipe.channels)
-    reference_shape, reference_affine = None, None
-    images = {}
-    for channel in channels:
-        data, affine = case.read(channel)
-        if reference_shape is None:
+    percentiles = normalisation_percentiles(recipe)
+    stacked: torch.Tensor | None = None
+    grid: tuple[tuple[int, ...], np.ndarray] | None = None
+    for index, channel in enumerate(channels):
+        data, affine = _owned(case, channel)
+        if grid is None:
             reference_shape, reference_affine = tuple(int(n) for n in data.shape), affine
-        images[channel] = tio.ScalarImage(tensor=torch.from_numpy(data)[None], affine=affine)
-    del data  # the subject holds the only reference: freed once transformed
-    subject = tio.Subject(images)
-    del images
-    transform = preprocessing(
-        channels=channels,
-        spacing_mm=recipe.spacing_mm,
-        percentiles=normalisation_percentiles(recipe),
-    )
-    if recipe.orientation.upper() != "RAS":
-        transform = tio.Compose([transform, tio.ToOrientation(recipe.orientation.upper())])
-    subject = transform(subject)
-    first = subject[channels[0]]
-    model_affine = np.asarray(first.affine, np.float64)
-    stacked = torch.empty((len(channels), *first.spatial_shape), dtype=input_dtype)
-    for index, channel in enumerate(channels):
-        stacked[index] = subject[channel].data[0]
-        subject.remove_image(channel)  # free each channel once copied
-    for index, channel in enumerate(channels):
+        data, affine = reorient(data, affine, "RAS")
+        if grid is None:
+            grid = (tuple(data.shape), affine)
+        elif not _same_grid(data.shape, affine, *grid):
+            data, affine = _resample(data, affine, grid)
+        data, affine = _to_recipe_grid(data, affine, recipe)
+        if percentiles is not None:
+            rescale_percentiles_(data, percentiles, f"{case.case_id}/{channel}")
+        if stacked is None:
+            stacked = torch.empty((len(channels), *data.shape), dtype=input_dtype)
+            model_affine = np.asarray(affine, np.float64)
+        _store(stacked, index, data)
+        del data  # before the next channel is read
         if not torch.isfinite(stacked[index]).all():
             raise InputError(
                 f"Case '{case.case_id}', channel '{channel}': preprocessing produced NaN or "
                 "infinite values (is the image constant?). Check the input image."
             )
+    assert stacked is not None
     return PreparedInput(
         case_id=case.case_id,
         image=stacked,
@@ -156,9 +154,92 @@ def prepare_case(
     )
 
 
+def _owned(case: CaseChannels, channel: str) -> tuple[np.ndarray, np.ndarray]:
+    """A channel's voxels in an array this preparation may change in place.
+
+    A file is read into a new array; a DICOM series read earlier is held by ``case`` and
+    must stay as it is for the next model, so it is copied.
+    """
+    data, affine = case.read(channel)
+    source = case.sources.get(channel)
+    if isinstance(source, tuple) and np.shares_memory(data, source[0]):
+        data = data.copy()
+    return data, affine
+
+
+def reorient(
+    array: np.ndarray, affine: np.ndarray, codes: str = "RAS"
+) -> tuple[np.ndarray, np.ndarray]:
+    """``array`` as seen in the closest orientation to ``codes``: a view (flips and axis swaps).
+
+    What ``torchio.ToOrientation`` / ``ToCanonical`` compute, without copying the voxels.
+
+    >>> las = np.diag([-2.0, 1.0, 1.0, 1.0])  # the first axis runs right to left
+    >>> array, affine = reorient(np.arange(3.0).reshape(3, 1, 1), las)
+    >>> array.ravel().tolist(), affine[0, 0].item(), affine[0, 3].item()
+    ([2.0, 1.0, 0.0], 2.0, -4.0)
+    """
+    import nibabel as nib
+
+    current = nib.orientations.io_orientation(affine)
+    transform = nib.orientations.ornt_transform(
+        current, nib.orientations.axcodes2ornt(tuple(codes))
+    )
+    if np.array_equal(transform, [[0, 1], [1, 1], [2, 1]]):
+        return array, affine
+    reoriented = nib.orientations.apply_orientation(array, transform)
+    return reoriented, affine @ nib.orientations.inv_ornt_aff(transform, array.shape)
+
+
+def _same_grid(shape, affine, reference_shape, reference_affine) -> bool:
+    return tuple(shape) == tuple(reference_shape) and np.allclose(
+        affine, reference_affine, rtol=0.0, atol=1e-6
+    )
+
+
+def _resample(
+    data: np.ndarray, affine: np.ndarray, target: tuple[tuple[int, ...], np.ndarray] | float
+) -> tuple[np.ndarray, np.ndarray]:
+    """One channel resampled (linear) onto a grid ``(shape, affine)`` or to a spacing, by TorchIO."""
+    import torchio as tio
+
+    image = tio.ScalarImage(
+        tensor=torch.from_numpy(np.ascontiguousarray(data))[None], affine=affine
+    )
+    del data
+    resampled = tio.Resample(target, copy=False)(tio.Subject(image=image))["image"]
+    return resampled.data[0].numpy(), np.asarray(resampled.affine, np.float64)
+
+
+def _to_recipe_grid(
+    data: np.ndarray, affine: np.ndarray, recipe: ModelRecipe
+) -> tuple[np.ndarray, np.ndarray]:
+    """The recipe's target spacing and orientation, when it has them (TorchIO, one channel)."""
+    spacing = recipe.spacing_mm
+    if spacing is not None:  # the target sap.data.preprocess.preprocessing passes to TorchIO
+        target = float(spacing) if isinstance(spacing, int | float) else tuple(map(float, spacing))
+        data, affine = _resample(data, affine, target)
+    if recipe.orientation.upper() != "RAS":
+        data, affine = reorient(data, affine, recipe.orientation.upper())
+    if data.dtype != np.float32:
+        data = data.astype(np.float32)
+    elif not data.flags.writeable:
+        data = data.copy()
+    return data, affine
+
+
+def _store(stacked: torch.Tensor, index: int, data: np.ndarray) -> None:
+    """Cast one channel into the network input (numpy casts strided views without a copy)."""
+    if stacked.dtype in (torch.float16, torch.float32):
+        stacked.numpy()[index] = data
+    else:
+        stacked[index] = torch.from_numpy(np.ascontiguousarray(data))
+
+
 __all__ = [
     "estimate_case_memory",
     "normalisation_percentiles",
     "preprocessing_key",
     "prepare_case",
+    "reorient",
 ]

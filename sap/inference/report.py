@@ -21,7 +21,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -34,6 +34,9 @@ from sap.volume import (
     spacing_from_affine,
     voxel_volume_ml,
 )
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 OUTSIDE_SKELETON = "outside skeleton"
 MEASURABLE_VOLUME_ML = 1.0
@@ -170,6 +173,22 @@ class LesionReport:
         for lesion in self.lesions:
             writer.writerow(lesion.to_row(self.case_id))
         return buffer.getvalue()
+
+    def to_dataframe(self) -> pd.DataFrame:
+        """The lesion table as a pandas DataFrame (columns of :data:`CSV_COLUMNS`, one row a
+        lesion, largest first; no rows when there is no lesion).
+
+        Example:
+            >>> import numpy as np
+            >>> mask = np.zeros((8, 8, 8), np.uint8); mask[1:3, 1:3, 1:3] = 1; mask[6, 6, 6] = 1
+            >>> table = build_lesion_report("case", mask, np.eye(4)).to_dataframe()
+            >>> table[["lesion_id", "voxel_count"]].values.tolist()
+            [[1, 8], [2, 1]]
+        """
+        import pandas as pd
+
+        rows = [lesion.to_row(self.case_id) for lesion in self.lesions]
+        return pd.DataFrame(rows, columns=list(CSV_COLUMNS))
 
     def write_csv(self, path: str | Path) -> Path:
         """Write the lesion table atomically."""

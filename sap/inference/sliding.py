@@ -174,26 +174,64 @@ class _SlabAccumulator:
         slab_shape[axis] = self.thickness
         self.sums = torch.zeros((num_classes, *slab_shape), dtype=torch.float32, device=device)
         self.weight_sum = torch.zeros(slab_shape, dtype=torch.float32, device=device)
+        self.row_weights: torch.Tensor | None = None
+
+    def set_row_placements(self, placements: Sequence[tuple[tuple, tuple]]) -> None:
+        """The blending weight one row of windows adds: the same for every row.
+
+        Adding it once per row instead of once per window does a quarter of the work at
+        overlap 0.5 (windows overlap in two directions within a row).
+        """
+        self.row_weights = torch.zeros_like(self.weight_sum)
+        for slab_sl, inside_sl in placements:
+            self.row_weights[slab_sl] += self.weights[inside_sl]
 
     def add(self, out: torch.Tensor, placements: Sequence[tuple[tuple, tuple]]) -> None:
         """Add window ``b`` of ``out`` (float32) at its ``(slab slices, window slices)``."""
         for b, (slab_sl, inside_sl) in enumerate(placements):
             w = self.weights[inside_sl]
             self.sums[(slice(None), *slab_sl)].addcmul_(out[(b, slice(None), *inside_sl)], w)
-            self.weight_sum[slab_sl] += w
+            if self.row_weights is None:
+                self.weight_sum[slab_sl] += w
+
+    def start_row(self) -> None:
+        """Count the blending weight of the row about to be added (see set_row_placements)."""
+        if self.row_weights is not None:
+            self.weight_sum += self.row_weights
 
     def emit(self, row_start: int, count: int) -> None:
-        """Normalise the first ``count`` slab slices and store the part inside the image."""
+        """Normalise the first ``count`` slab slices and store the part inside the image.
+
+        Class by class: each probability map is divided once, kept if asked for, and
+        compared with the best so far for the labels (the first maximum wins, as
+        ``argmax``), which is several times faster than ``argmax`` over the class axis.
+        """
         lo, hi = max(row_start, 0), min(row_start + count, self.shape[self.axis])
         if hi <= lo:
             return
         local = _along(self.axis, slice(lo - row_start, hi - row_start))
-        probs = self.sums[(slice(None), *local)] / self.weight_sum[local]
         target = _along(self.axis, slice(lo, hi))
+        weight = self.weight_sum[local]
+        best = labels = None
+        for k in range(self.sums.shape[0]):
+            if self.labels is None and k not in self.kept:
+                continue
+            probability = self.sums[(k, *local)] / weight
+            if k in self.kept:
+                self.probabilities[(self.kept.index(k), *target)] = probability.to(
+                    torch.float16
+                ).cpu()
+            if self.labels is None:
+                continue
+            if best is None:
+                best, labels = probability, torch.zeros(probability.shape, dtype=torch.uint8,
+                                                        device=probability.device)  # fmt: skip
+                continue
+            better = probability > best
+            labels.masked_fill_(better, k)
+            torch.maximum(best, probability, out=best)
         if self.labels is not None:
-            self.labels[target] = probs.argmax(0).to(torch.uint8).cpu()
-        for i, k in enumerate(self.kept):
-            self.probabilities[(i, *target)] = probs[k].to(torch.float16).cpu()
+            self.labels[target] = labels.cpu()
 
     def advance(self, row_start: int, next_start: int | None) -> None:
         """Emit what no later row touches and move the slab to ``next_start`` (``None``: done)."""
@@ -205,8 +243,10 @@ class _SlabAccumulator:
         keep = self.thickness - shift
         if keep > 0:
             head, tail = _along(self.axis, slice(0, keep)), _along(self.axis, slice(shift, None))
-            self.sums[(slice(None), *head)] = self.sums[(slice(None), *tail)].clone()
-            self.weight_sum[head] = self.weight_sum[tail].clone()
+            for tensor, lead in ((self.sums, (slice(None),)), (self.weight_sum, ())):
+                moved = tensor[(*lead, *tail)]
+                # Overlapping source and target (overlap > 0.5) need a copy in between.
+                tensor[(*lead, *head)] = moved.clone() if keep > shift else moved
         rest = _along(self.axis, slice(max(keep, 0), None))
         self.sums[(slice(None), *rest)] = 0
         self.weight_sum[rest] = 0
@@ -236,10 +276,21 @@ def _fill_batch(
         if any(sl.stop - sl.start < p for sl, p in zip(inside_sl, patch)):
             batch[b] = 0  # the window reaches outside the image: zeros there, as MONAI
         batch[(b, slice(None), *inside_sl)] = image[(slice(None), *image_sl)]
-        slab_sl = list(image_sl)
-        slab_sl[slab_axis] = inside_sl[slab_axis]
-        placements.append((tuple(slab_sl), inside_sl))
+        placements.append(_slab_slices(image_sl, inside_sl, slab_axis))
     return batch, placements
+
+
+def _placement(
+    start: Sequence[int], patch: tuple[int, ...], shape: tuple[int, ...], slab_axis: int
+) -> tuple[tuple, tuple]:
+    """``(slab slices, window slices)`` of the window at ``start``."""
+    return _slab_slices(*_window_slices(start, patch, shape), slab_axis)
+
+
+def _slab_slices(image_sl: tuple, inside_sl: tuple, slab_axis: int) -> tuple[tuple, tuple]:
+    slab_sl = list(image_sl)
+    slab_sl[slab_axis] = inside_sl[slab_axis]
+    return tuple(slab_sl), inside_sl
 
 
 def _check_arguments(
@@ -336,9 +387,14 @@ def sliding_window_predict(
     )
     rows = starts[slab_axis]
     grid = [(a, b) for a in starts[others[0]] for b in starts[others[1]]]
+    # Every row lies inside the image along the slab axis (or there is one row), so every
+    # row lays the same blending weights into the slab.
+    first_row = [_window_start(slab_axis, others, rows[0], pair) for pair in grid]
+    slab.set_row_placements([_placement(start, patch, shape, slab_axis) for start in first_row])
     num_windows = 0
     with torch.no_grad():
         for r, row_start in enumerate(rows):
+            slab.start_row()
             for first in range(0, len(grid), batch_size):
                 chunk = [
                     _window_start(slab_axis, others, row_start, pair)

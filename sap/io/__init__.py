@@ -22,6 +22,7 @@ from __future__ import annotations
 from sap.io.files import (
     atomic_write,
     current_umask,
+    file_sha256,
     save_nifti_atomic,
     write_bytes_atomic,
     write_text_atomic,
@@ -57,6 +58,7 @@ __all__ = [
     "check_plain_name",
     "cleanup_on_signals",
     "current_umask",
+    "file_sha256",
     "path_inside",
     "plain_name_problem",
     "read_marker",

@@ -7,6 +7,7 @@ into place (atomic on POSIX and Windows): the old file or the new one, never a m
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import tempfile
 from collections.abc import Callable
@@ -99,9 +100,19 @@ def save_nifti_atomic(
     return atomic_write(path, lambda tmp: nib.save(image, str(tmp)))
 
 
+def file_sha256(path: str | Path, chunk_bytes: int = 1 << 20) -> str:
+    """Hex sha256 of a file, read in chunks (weights can be hundreds of MB)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(chunk_bytes):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 __all__ = [
     "atomic_write",
     "current_umask",
+    "file_sha256",
     "save_nifti_atomic",
     "write_bytes_atomic",
     "write_text_atomic",

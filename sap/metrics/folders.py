@@ -376,9 +376,9 @@ def _warn_if_shared(tune_cases: CaseMatch, cases: CaseMatch) -> None:
 
 
 def _progress(items: Sequence[CaseFiles], description: str, show: bool):
-    from tqdm.auto import tqdm
+    from sap.progress import progress_bar
 
-    return tqdm(items, desc=description, unit="case", disable=not show)
+    return progress_bar(items, desc=description, unit="case", disable=not show)
 
 
 __all__ = [

@@ -175,14 +175,13 @@ def write_case_pictures(
     (``threshold`` given) are binarised at ``threshold``. Returns the files by
     ``"case:<case_id>"``.
     """
-    from tqdm.auto import tqdm
-
     from sap.metrics.case_plots import plot_detections
+    from sap.progress import progress_bar
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths: dict[str, Path] = {}
-    for case in tqdm(cases, desc="case pictures", unit="case", disable=not progress):
+    for case in progress_bar(cases, desc="case pictures", unit="case", disable=not progress):
         pred, ref, affine = load_case(case, prob=threshold is not None)
         if threshold is not None:
             pred = pred >= np.float64(threshold)

@@ -15,7 +15,6 @@ folders get the user's umask, like any other tool's.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
 import shutil
 from collections.abc import Mapping
@@ -24,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from sap.io import replace_folder
+from sap.io import file_sha256, replace_folder
 from sap.recipe import ModelRecipe
 from sap.zoo.metadata import (
     CARD_FILE,
@@ -48,15 +47,6 @@ EXPORT_COMMAND = "sap zoo export"
 
 class ExportError(ValueError):
     """The model and its recipe disagree, or the destination cannot be written."""
-
-
-def file_sha256(path: str | Path, chunk_bytes: int = 1 << 20) -> str:
-    """Hex sha256 of a file, read in chunks (weights can be hundreds of MB)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(chunk_bytes):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def state_dict_for_export(model: torch.nn.Module) -> dict[str, torch.Tensor]:

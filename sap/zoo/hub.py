@@ -186,7 +186,7 @@ def push_to_hub(
     Returns:
         The new commit; ``result.uri`` (``hf://owner/repo@<commit>``) loads exactly this upload.
     """
-    from sap.zoo.export import file_sha256
+    from sap.io import file_sha256
     from sap.zoo.model_card import render_model_card
 
     folder = Path(folder)

@@ -223,8 +223,8 @@ def read_pretrained_weights(
     """
     source = resolve_source(name_or_path)
     if source.kind == "file":
+        from sap.io import file_sha256
         from sap.zoo.checkpoint import read_weights
-        from sap.zoo.export import file_sha256
 
         assert source.path is not None
         digest = file_sha256(source.path)
@@ -291,8 +291,8 @@ def _load_zoo_entry(
 
 def _load_checkpoint(path: Path, sha256: str | None) -> tuple[SegmentationBackbone, ModelConfig]:
     """Backbone and recipe of a Lightning checkpoint of a ``sap`` task (``weights_only=True``)."""
+    from sap.io import file_sha256
     from sap.zoo.checkpoint import read_checkpoint
-    from sap.zoo.export import file_sha256
 
     digest = file_sha256(path)
     if sha256 and digest != sha256.lower():

@@ -104,7 +104,7 @@ def import_reference_checkpoint(
     model, filled = _build_reference_model(state, checkpoint, task, channel_names, label_names)
     max_diff = _forward_check(model, state, checkpoint) if check else None
 
-    from sap.zoo.export import file_sha256
+    from sap.io import file_sha256
 
     config = ModelConfig(
         recipe=ModelRecipe(

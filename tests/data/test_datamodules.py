@@ -15,6 +15,7 @@ import torchio as tio
 from sap.data.datamodules import LesionDataModule, SkeletonDataModule
 from sap.data.patch_queue import PatchQueue
 from sap.data.samplers import LESION_COMPONENT
+from sap.data.store import StoreCases, StorePatchQueue
 from sap.io import save_nifti_atomic
 
 SHAPE = (28, 24, 44)
@@ -80,10 +81,13 @@ def test_split_is_by_case_reproducible_and_seeded(cohort: Path) -> None:
 # ---- lesion training epoch -------------------------------------------------------------
 
 
+@pytest.mark.parametrize("patch_store", [True, False])
 @pytest.mark.parametrize("ratio", [1.0, 0.5])
-def test_lesion_epoch_is_one_patch_per_lesion_plus_negatives(cohort: Path, ratio: float) -> None:
+def test_lesion_epoch_is_one_patch_per_lesion_plus_negatives(
+    cohort: Path, ratio: float, patch_store: bool
+) -> None:
     torch.manual_seed(0)
-    module = lesion_module(cohort, negative_ratio=ratio)
+    module = lesion_module(cohort, negative_ratio=ratio, patch_store=patch_store)
     queue = module.make_train_queue()
     train = [c.case_id for c in module.train_cases]
     expected = sum(instance_balanced_count(LESIONS[c], ratio) for c in train)
@@ -103,13 +107,15 @@ def test_lesion_epoch_is_one_patch_per_lesion_plus_negatives(cohort: Path, ratio
 def test_training_patches_are_reproducible_under_a_seed(cohort: Path) -> None:
     def draw(seed: int) -> list[tuple]:
         torch.manual_seed(seed)
-        queue = lesion_module(cohort, augment=True).make_train_queue()
+        queue = lesion_module(cohort, augment=True, patch_store=False).make_train_queue()
         return [(str(p["case_id"]), tuple(p[tio.LOCATION].tolist())) for p in queue]
 
     drawn = draw(3)
     assert draw(3) == drawn
     assert draw(4) != drawn
-    # Golden values (case, patch corner) for seed 3: restructuring must not change them.
+    # Golden values (case, patch corner) of the on-the-fly path for seed 3: restructuring
+    # must not change them. (The patch store draws augmentation per patch after placing it,
+    # so with augment=True its draws differ: see tests/data/test_store.py.)
     assert [(c, *location[:3]) for c, location in drawn] == [
         ("p03", 5, 12, 32), ("p03", 12, 14, 3), ("p03", 12, 14, 18), ("p03", 1, 11, 28),
         ("p06", 11, 8, 12), ("p04", 12, 12, 26), ("p06", 4, 8, 2), ("p04", 16, 12, 19),
@@ -183,13 +189,20 @@ def test_lesion_free_cohort_fails_before_training(tmp_path: Path) -> None:
 # ---- epochs and DDP --------------------------------------------------------------------
 
 
-def case_ids_of(queue: PatchQueue) -> list[str]:
-    subjects = queue.subjects_dataset.dry_iter()
+def case_ids_of(queue: PatchQueue | StorePatchQueue) -> list[str]:
+    """This epoch's case order of a queue (on the fly or from the patch store)."""
+    dataset = queue.subjects_dataset
+    if isinstance(dataset, StoreCases):
+        return [dataset.case_ids[i] for i in queue.subject_sampler]
+    subjects = dataset.dry_iter()
     return [str(subjects[i]["case_id"]) for i in queue.subject_sampler]
 
 
-def test_ranks_see_disjoint_cases_that_cover_all_and_the_same_patch_count(cohort: Path) -> None:
-    module = lesion_module(cohort)
+@pytest.mark.parametrize("patch_store", [True, False])
+def test_ranks_see_disjoint_cases_that_cover_all_and_the_same_patch_count(
+    cohort: Path, patch_store: bool
+) -> None:
+    module = lesion_module(cohort, patch_store=patch_store)
     queues = [module.make_train_queue(num_replicas=2, rank=rank) for rank in (0, 1)]
     cases = [set(case_ids_of(q)) for q in queues]
     with_lesions = {c for c, n in LESIONS.items() if n and c != "p07"}
@@ -214,8 +227,11 @@ def test_ranks_see_disjoint_cases_that_cover_all_and_the_same_patch_count(cohort
     assert 0 <= extra <= max(instance_balanced_count(n, 1.0) for n in LESIONS.values())
 
 
-def test_subject_order_changes_every_epoch_and_follows_the_trainer(cohort: Path) -> None:
-    module = lesion_module(cohort)
+@pytest.mark.parametrize("patch_store", [True, False])
+def test_subject_order_changes_every_epoch_and_follows_the_trainer(
+    cohort: Path, patch_store: bool
+) -> None:
+    module = lesion_module(cohort, patch_store=patch_store)
     queue = module.make_train_queue()
     orders = []
     for epoch in range(4):
@@ -310,13 +326,15 @@ def test_phantom_lesions_each_get_one_patch(phantom: Path) -> None:
 
 def test_skeleton_module_trains_on_every_phantom_case(phantom: Path) -> None:
     torch.manual_seed(0)
+    # An odd patch size: the patch store flips and rotates patches after placing them, and
+    # only an odd-sized patch keeps its centre voxel in place under a flip.
     module = SkeletonDataModule(
-        str(phantom), patch_size=16, samples_per_volume=10, val_fraction=0.0, batch_size=5
+        str(phantom), patch_size=15, samples_per_volume=10, val_fraction=0.0, batch_size=5
     )
     batches = list(module.train_dataloader())
     cases = sorted({c for b in batches for c in b["case_id"]})
     assert cases == ["healthy_000", "metastatic_000", "metastatic_001"]
-    centres = torch.cat([b["label"][:, 8, 8, 8] for b in batches])
+    centres = torch.cat([b["label"][:, 7, 7, 7] for b in batches])
     assert len(centres) == 30
     assert 0.2 < (centres > 0).float().mean() < 0.8  # background_probability 0.5
 
@@ -347,7 +365,7 @@ def test_cached_subjects_are_preprocessed_once_and_give_the_same_epochs(
     epochs = [Counter(str(p["case_id"]) for p in queue) for _ in range(3)]
     train_cases = len([c for c in LESIONS if c != "p07" and LESIONS[c] > 0])
     assert len(calls) == train_cases, "each training volume is preprocessed once over 3 epochs"
-    plain = lesion_module(cohort).make_train_queue()
+    plain = lesion_module(cohort, patch_store=False).make_train_queue()
     assert epochs == [Counter(str(p["case_id"]) for p in plain)] * 3
 
     cached_dataset, plain_dataset = queue.subjects_dataset, plain.subjects_dataset

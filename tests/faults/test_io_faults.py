@@ -75,6 +75,7 @@ from tests.helpers.faults import (
     write_case,
     write_cohort,
 )
+from tests.helpers.training import restore_default_signals
 
 
 def predict_args(source: Path, out: Path, model: Path, *extra: str) -> list:
@@ -386,6 +387,7 @@ def test_interrupted_predict_cleans_up_and_resumes(signum, lesion_model, tmp_pat
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONPATH": str(Path.cwd())},
+        preexec_fn=restore_default_signals,
     )
     deadline = time.monotonic() + 120
     while not ((out / "case_0").is_dir() and list(out.glob(".sap-tmp-case_1-*"))):

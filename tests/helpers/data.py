@@ -68,3 +68,31 @@ def lesion_subject(lesion: np.ndarray, case_id: str = "case") -> tio.Subject:
         lesion=tio.LabelMap(tensor=torch.as_tensor(lesion[None].astype(np.uint8))),
         case_id=case_id,
     )
+
+
+def write_small_cohort(root: Path, count: int = 3, shape=(24, 20, 30)) -> Path:
+    """``root/case_0 .. case_{count-1}``: T1, a coarser DWI, skeleton and lesion maps.
+
+    Case ``i`` has ``i + 2`` lesions (cubes of 2-3 voxels, apart) and every skeleton class
+    1-9 in slabs along the last axis.
+    """
+    for index in range(count):
+        rng = np.random.default_rng(index)
+        folder = root / f"case_{index}"
+        affine = affine_for((2.0, 2.0, 3.0))
+        write_nifti(folder / "T1.nii.gz", rng.random(shape, dtype=np.float32), affine)
+        coarse = tuple(n // 2 for n in shape)
+        dwi = rng.random(coarse, dtype=np.float32)
+        write_nifti(folder / "b1000.nii.gz", dwi, affine_for((4.0, 4.0, 6.0), (1.0, 1.0, 1.5)))
+        skeleton = np.zeros(shape, np.uint8)
+        for value in range(1, 10):
+            z = 3 * value - 2
+            skeleton[6:14, 6:12, z : z + 2] = value
+        write_nifti(folder / "skeleton.nii.gz", skeleton, affine)
+        lesion = np.zeros(shape, np.uint8)
+        for n in range(index + 2):
+            x, z = 2 + 10 * (n % 2), 3 + 7 * n
+            size = 2 + n % 2
+            lesion[x : x + size, 3 : 3 + size, z : z + size] = 1
+        write_nifti(folder / "lesion.nii.gz", lesion, affine)
+    return root

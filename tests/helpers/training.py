@@ -110,6 +110,16 @@ def subprocess_env(**extra: str) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": path, "PYTHONUNBUFFERED": "1", **extra}
 
 
+def restore_default_signals() -> None:
+    """``preexec_fn`` of a child that tests signal handling: Ctrl-C as in a terminal.
+
+    A shell that starts a command in the background (a CI runner, ``pytest ... &``) makes it
+    ignore SIGINT, and children inherit that; Python then never raises KeyboardInterrupt.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def sap_process(args: list[str], cwd: Path, log: Path) -> subprocess.Popen:
     """``sap ARGS`` in a subprocess, output to ``log`` (to signal it while it runs)."""
     handle = open(log, "w", encoding="utf-8")  # noqa: SIM115 - the child owns it until it exits
@@ -119,6 +129,7 @@ def sap_process(args: list[str], cwd: Path, log: Path) -> subprocess.Popen:
         stdout=handle,
         stderr=subprocess.STDOUT,
         env=subprocess_env(),
+        preexec_fn=restore_default_signals,
     )
 
 
