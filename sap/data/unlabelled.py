@@ -125,6 +125,8 @@ class UnlabelledDataModule(SegmentationDataModule):
             noise_p=noise_p,
             validate_inputs=validate_inputs,
             cache_subjects=cache_subjects,
+            # The patch store keeps label-guided patches; SSL samples the body map it builds.
+            patch_store=False,
         )
         if samples_per_volume < 1:
             raise ValueError(f"samples_per_volume must be >= 1, got {samples_per_volume}.")
