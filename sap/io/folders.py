@@ -25,7 +25,7 @@ from sap.io.names import (
     path_inside,
     plain_name_problem,
 )
-from sap.io.signals import cleanup_on_signals
+from sap.io.signals import cleanup_on_signals, raise_if_stopped
 
 #: Marks a folder as the output of a ``sap`` command (JSON: command, version, settings, units).
 MARKER_FILE = ".sap-output.json"
@@ -176,6 +176,7 @@ def replace_folder(
             text = _marker_text(command, complete=True, settings=dict(settings or {}), files=files)
             write_text_atomic(staged / MARKER_FILE, text)
             _apply_umask(staged)
+            raise_if_stopped()
             _swap_in(staged, path)
         finally:
             shutil.rmtree(staged, ignore_errors=True)
@@ -307,6 +308,7 @@ class OutputFolder:
         try:
             result = writer(staged)
             _apply_umask(staged)
+            raise_if_stopped()
             _swap_in(staged, final)
         finally:
             shutil.rmtree(staged, ignore_errors=True)
@@ -324,6 +326,7 @@ class OutputFolder:
 
     def finish(self) -> None:
         """Mark the output complete; remove stale units of an earlier run not rewritten."""
+        raise_if_stopped()
         for name in sorted(self._stale):
             unit = self.path / name
             if unit.is_dir() and not unit.is_symlink():
