@@ -13,7 +13,9 @@ from typing import Any, Literal
 
 from sap.labels import CHANNELS, LESION_LABELS, SKELETON_LABELS
 
-TaskName = Literal["skeleton", "lesion"]
+#: ``"ssl"``: a self-supervised encoder (``sap.tasks.SelfSupervisedPretraining``) whose head
+#: is an untrained placeholder; it initialises other models and predicts nothing itself.
+TaskName = Literal["skeleton", "lesion", "ssl"]
 
 
 @dataclass
@@ -26,7 +28,8 @@ class ModelRecipe:
             ``in_channels`` / ``out_channels`` (those follow from ``channels`` and ``labels``).
         channels: input channel names, in the order they are stacked (e.g. ``["T1", "b1000"]``).
         labels: output class names; index ``i`` of the network output is ``labels[i]``.
-        task: ``"skeleton"`` (anatomy, 10 classes) or ``"lesion"`` (binary metastasis).
+        task: ``"skeleton"`` (anatomy, 10 classes), ``"lesion"`` (binary metastasis) or
+            ``"ssl"`` (self-supervised encoder, see :data:`TaskName`).
         patch_size: training / sliding-window patch size in voxels, array axis order.
         spacing_mm: voxel spacing the model expects in mm (array axis order after
             canonical orientation), or ``None`` to use images at their native spacing.
@@ -83,9 +86,9 @@ class ModelRecipe:
             values["patch_size"] = tuple(int(v) for v in values["patch_size"])
         if values.get("spacing_mm") is not None:
             values["spacing_mm"] = tuple(float(v) for v in values["spacing_mm"])
-        if values.get("task", "skeleton") not in ("skeleton", "lesion"):
+        if values.get("task", "skeleton") not in ("skeleton", "lesion", "ssl"):
             raise ValueError(
-                f"Model recipe task must be 'skeleton' or 'lesion', got {values['task']!r}"
+                f"Model recipe task must be 'skeleton', 'lesion' or 'ssl', got {values['task']!r}"
             )
         return cls(**values)
 

@@ -13,6 +13,11 @@ network: they ask it three questions through :class:`SegmentationBackbone`.
    initialised head for another class count (10 skeleton labels -> 2 lesion labels).
 3. *Which input sizes are valid?* ``spatial_multiple``: every spatial size must be divisible
    by it (a network that halves resolution five times needs multiples of 32).
+
+Backbones whose encoder ends in one deepest feature map also answer a fourth: *what does the
+encoder see?* :meth:`SegmentationBackbone.encode` returns that bottleneck (``bottleneck_channels``
+features at ``1/spatial_multiple`` resolution), computed by encoder parameters only. The SSL
+baseline trains on it and the benchmark's feature analysis (t-SNE) pools it.
 """
 
 from __future__ import annotations
@@ -89,6 +94,9 @@ class SegmentationBackbone(nn.Module, ABC):
     encoder_modules: tuple[str, ...] = ()
     decoder_modules: tuple[str, ...] = ()
     head_module: str = ""
+    #: Feature channels of :meth:`encode`'s output; ``None`` when the backbone has no
+    #: single bottleneck (then :meth:`encode` is not available).
+    bottleneck_channels: int | None = None
 
     def __init__(self, in_channels: int, out_channels: int, *, spatial_multiple: int) -> None:
         super().__init__()
@@ -118,7 +126,31 @@ class SegmentationBackbone(nn.Module, ABC):
         device and dtype of the old head.
         """
 
+    def encode_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The bottleneck of an already checked input; backbones with one override this."""
+        raise NotImplementedError(
+            f"Backbone {self.name or type(self).__name__!r} does not expose a bottleneck: "
+            f"implement encode_features() and set bottleneck_channels to use it for "
+            f"self-supervised pretraining or feature analysis."
+        )
+
     # ----------------------------------------------------------------------- forward pass
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """The encoder's deepest feature map ``[B, bottleneck_channels, d, h, w]`` of ``x``.
+
+        Only encoder-group parameters take part, so whatever is learned through it transfers
+        with ``transfer="encoder"``. ``x`` is checked as in :meth:`forward`.
+
+        Example:
+            >>> import torch
+            >>> from sap.backbones import build_backbone
+            >>> net = build_backbone("tiny_unet", in_channels=2, out_channels=2)
+            >>> net.encode(torch.zeros(1, 2, 16, 16, 16)).shape == (1, net.bottleneck_channels, 4, 4, 4)
+            True
+        """
+        self.check_input(x)
+        return self.encode_features(x)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits ``[B, out_channels, D, H, W]`` for an image ``x`` of shape ``[B, C, D, H, W]``."""
         self.check_input(x)

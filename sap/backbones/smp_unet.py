@@ -96,6 +96,7 @@ class SmpUnetBackbone(SegmentationBackbone):
             aux_params=None,
             **kwargs,
         )
+        self.bottleneck_channels = int(self.net.encoder.out_channels[-1])
 
     def check_input(self, x: torch.Tensor) -> None:
         """Also refuse a training batch that leaves BatchNorm one value per channel."""
@@ -111,6 +112,10 @@ class SmpUnetBackbone(SegmentationBackbone):
 
     def forward_logits(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
+
+    def encode_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The encoder's last feature map (smp's ``features[-1]``)."""
+        return self.net.encoder(x)[-1]
 
     def new_head(self, out_channels: int) -> nn.Module:
         from segmentation_models_pytorch_3d.base import SegmentationHead

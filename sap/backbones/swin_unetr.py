@@ -139,6 +139,8 @@ class SwinUNETRBackbone(SegmentationBackbone):
             dropout_path_rate=dropout_path_rate,
             **kwargs,
         )
+        # encoder10 on the last Swin stage: 16 x feature_size channels (768 in the paper).
+        self.bottleneck_channels = 16 * feature_size
 
     def check_input(self, x: torch.Tensor) -> None:
         """Also refuse inputs whose bottleneck would be one voxel.
@@ -157,6 +159,11 @@ class SwinUNETRBackbone(SegmentationBackbone):
 
     def forward_logits(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
+
+    def encode_features(self, x: torch.Tensor) -> torch.Tensor:
+        """``encoder10`` of the last Swin stage: the bottleneck the decoder starts from."""
+        hidden = self.net.swinViT(x, self.net.normalize)
+        return self.net.encoder10(hidden[4])
 
     def new_head(self, out_channels: int) -> nn.Module:
         from monai.networks.blocks import UnetOutBlock

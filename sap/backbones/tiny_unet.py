@@ -126,6 +126,12 @@ class TinyUNet(SegmentationBackbone):
             for level in reversed(range(depth - 1))
         )
         self.head = self.new_head(out_channels)
+        self.bottleneck_channels = widths[-1]
+
+    def encode_features(self, x: torch.Tensor) -> torch.Tensor:
+        for block in self.encoder:
+            x = block(x)
+        return x
 
     def forward_logits(self, x: torch.Tensor) -> torch.Tensor:
         skips = []

@@ -25,7 +25,7 @@ TRACEBACK_FLAG = "--traceback"
 EXIT_BROKEN_PIPE = 141
 
 #: Sub-commands implemented by argparse modules ``sap.cli.<module>`` with ``add_parser``.
-COMMAND_MODULES: tuple[str, ...] = ("demo", "phantom", "evaluate", "predict", "zoo", "configs")
+COMMAND_MODULES: tuple[str, ...] = ("demo", "phantom", "evaluate", "predict", "zoo", "configs", "benchmark")  # fmt: skip
 
 #: Sub-commands handed to LightningCLI.
 LIGHTNING_COMMANDS: dict[str, str] = {

@@ -35,6 +35,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--overwrite", action="store_true", help="reuse the folder of an earlier 'sap demo'"
     )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="CPU threads of torch (default: torch's choice); the numbers depend on it",
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     parser.set_defaults(func=run)
 
@@ -48,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
         "seed": args.seed,
         "skeleton_epochs": args.skeleton_epochs,
         "lesion_epochs": args.lesion_epochs,
+        "torch_threads": args.threads,
     }
     settings = dataclasses.replace(
         quick_settings() if args.quick else DemoSettings(),

@@ -1,4 +1,4 @@
-"""``sap fit|validate|test``: LightningCLI over the SAP tasks and data modules.
+"""``sap fit|validate|test``: LightningCLI over the SAP tasks (and the SSL baseline) and data modules.
 
 What ``sap`` adds to LightningCLI (wiring only; the logic lives in :mod:`sap.tasks`):
 
@@ -33,10 +33,11 @@ from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+import sap.tasks  # noqa: F401  (imported subclasses are what short class names resolve to)
 from sap.configs import resolve_config_argument
 from sap.errors import ConfigError, RunInterrupted, UserError
 from sap.io import write_text_atomic
-from sap.tasks import SegmentationTask, restoring_weights
+from sap.tasks import restoring_weights
 from sap.tasks.callbacks import FinalValidation, RandomState, SignalCheckpoint, run_directory
 from sap.tasks.checks import check_data_matches
 from sap.tasks.resume import check_checkpoint_fits, resolve_checkpoint_path
@@ -181,7 +182,7 @@ class SapLightningCLI(LightningCLI):
 
     def __init__(self, args: list[str], trainer_defaults: dict[str, Any]) -> None:
         super().__init__(
-            SegmentationTask,
+            L.LightningModule,  # a SegmentationTask or the SSL baseline (no segmentation task)
             L.LightningDataModule,
             subclass_mode_model=True,
             subclass_mode_data=True,

@@ -12,6 +12,27 @@ from pathlib import Path
 from sap.errors import MissingPathError
 
 CONFIG_DIR = Path(__file__).resolve().parent
+#: ``sap benchmark --preset NAME`` reads ``benchmark/NAME.yaml`` (not a LightningCLI config).
+PRESET_DIR = CONFIG_DIR / "benchmark"
+
+
+def list_presets() -> list[str]:
+    """Names of the packaged ``sap benchmark`` presets."""
+    return sorted(path.stem for path in PRESET_DIR.glob("*.yaml"))
+
+
+def preset_path(name: str) -> Path:
+    """Path of a packaged benchmark preset by name.
+
+    Raises:
+        MissingPathError: no such preset; the message lists the packaged ones.
+    """
+    path = PRESET_DIR / f"{name.removesuffix('.yaml')}.yaml"
+    if not path.is_file():
+        raise MissingPathError(
+            f"No benchmark preset named {name!r}; available: {', '.join(list_presets())}."
+        )
+    return path
 
 
 def list_configs() -> list[str]:

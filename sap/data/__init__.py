@@ -11,7 +11,8 @@ Modules, in the order data flows through them: :mod:`~sap.data.cases` and
 :mod:`~sap.data.lesions`, :mod:`~sap.data.placement` and :mod:`~sap.data.samplers`
 (patches), :mod:`~sap.data.patch_queue`, :mod:`~sap.data.distributed`,
 :mod:`~sap.data.datasets`, :mod:`~sap.data.splits`, :mod:`~sap.data.collate`,
-:mod:`~sap.data.base` and :mod:`~sap.data.datamodules` (LightningDataModules).
+:mod:`~sap.data.base`, :mod:`~sap.data.datamodules` and :mod:`~sap.data.unlabelled`
+(LightningDataModules).
 Synthetic cohorts come from :mod:`sap.phantom`.
 
 >>> import sap.data
@@ -67,6 +68,7 @@ _EXPORTS: dict[str, str] = {
     "LesionDataModule": "datamodules",
     "SegmentationDataModule": "base",
     "SkeletonDataModule": "datamodules",
+    "UnlabelledDataModule": "unlabelled",
 }
 
 __all__ = sorted(_EXPORTS)

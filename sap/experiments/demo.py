@@ -30,6 +30,7 @@ from sap.experiments.pretrain_finetune import (
     PretrainFinetuneSettings,
     pretrain_then_finetune,
 )
+from sap.experiments.trainer import set_torch_threads
 from sap.io import OutputFolder, write_text_atomic
 from sap.metrics.degenerate import DegeneratePredictionWarning
 
@@ -104,6 +105,7 @@ def run_demo(
     check_settings(settings)
     out = Path(out_dir)
     folder = OutputFolder.open(out, COMMAND, overwrite=overwrite, resume=False)
+    threads = set_torch_threads(settings.torch_threads)
     start = time.perf_counter()
     phantom = generate_demo_cohorts(out / "phantom", settings, overwrite=overwrite)
     timings = {"phantom_s": time.perf_counter() - start}
@@ -125,6 +127,7 @@ def run_demo(
             for arm, run in runs.lesion.items()
         }
     summary = _summary(settings, test_cases, results, timings | runs.timings_s(), runs)
+    summary["torch_threads"] = threads
     write_text_atomic(out / "summary.json", json.dumps(summary, indent=2, default=_json_default))
     folder.finish()
     print(format_table({arm: result["headline"] for arm, result in results.items()}))

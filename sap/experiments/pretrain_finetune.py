@@ -1,9 +1,10 @@
-"""The SAP experiment: pretrain a skeleton model, then fine-tune lesion models from it and from scratch.
+"""The SAP experiment: pretrain, then fine-tune lesion models from each initialisation.
 
-Both lesion arms get exactly the same data, epochs, seeds and decoder/head learning rate;
-they differ only in initialisation (the skeleton model's encoder and decoder, or random
-weights) and encoder learning rate. The demo runs both arms; the script that makes the
-bundled zoo models runs the SAP arm only.
+Every lesion arm gets exactly the same data, epochs, seeds and decoder/head learning rate;
+the arms differ only in initialisation (the skeleton model's encoder and decoder for SAP,
+an SSL model's encoder for SSL, random weights for scratch) and encoder learning rate. The
+demo runs SAP and scratch; the benchmark (:mod:`sap.experiments.benchmark`) all three; the
+script that makes the bundled zoo models runs the SAP arm only.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 
 from sap.experiments.trainer import cpu_trainer, write_run_config
 
-#: Lesion arms: name -> whether it starts from the skeleton model.
+#: Lesion arms of :func:`pretrain_then_finetune`: name -> whether it starts from the skeleton model.
 ARMS: dict[str, bool] = {"sap": True, "scratch": False}
 
 
@@ -36,10 +37,18 @@ class PretrainFinetuneSettings:
         lesion_lr_decoder: decoder and head learning rate of both arms (and the scratch
             arm's encoder rate).
         lesion_lr_encoder_sap: encoder learning rate of the SAP arm.
+        lesion_ce_background_weight: cross-entropy weight of background in fine-tuning
+            (see :class:`sap.tasks.SegmentationTask`; paper: 1).
         negative_ratio: lesion-free patches per lesion patch.
         batch_dice: Dice term over the whole batch (see :class:`sap.tasks.SegmentationTask`).
         sw_overlap, sw_batch_size: sliding window of whole-volume prediction.
         lesion_seed_offset: added to ``seed`` for the lesion runs.
+        ssl_epochs, ssl_samples_per_volume, ssl_lr: self-supervised pretraining
+            (:class:`sap.tasks.SelfSupervisedPretraining`) on the same healthy scans.
+        ssl_task_kwargs: further arguments of the SSL task (loss weights, masks, ...).
+        torch_threads: CPU threads torch uses (``None``: torch's default). Results depend
+            on it (floating-point sums in another order), so it is recorded with every run.
+        accelerator, precision: Lightning's, for every run (``"gpu"``, ``"16-mixed"`` on a GPU).
     """
 
     seed: int = 7
@@ -54,20 +63,34 @@ class PretrainFinetuneSettings:
     lesion_epochs: int = 28
     lesion_lr_decoder: float = 3e-3
     lesion_lr_encoder_sap: float = 1e-3
+    lesion_ce_background_weight: float = 1.0
     negative_ratio: float = 1.0
     batch_dice: bool = True
     sw_overlap: float = 0.25
     sw_batch_size: int = 16
     lesion_seed_offset: int = 100
+    ssl_epochs: int = 12
+    ssl_samples_per_volume: int = 6
+    ssl_lr: float = 3e-3
+    ssl_task_kwargs: dict[str, Any] = field(default_factory=dict)
+    torch_threads: int | None = None
+    accelerator: str = "cpu"
+    precision: str = "32-true"
 
 
 @dataclass
 class TrainedRun:
-    """One fitted task: the module, its last checkpoint and how long it took (seconds)."""
+    """One fitted task: the module, its last checkpoint, how long it took and how far it went."""
 
     module: Any
     checkpoint: Path
     seconds: float
+    epochs: int = 0
+    steps: int = 0
+
+    def compute(self) -> dict[str, float | int]:
+        """``{"seconds", "epochs", "steps"}``: the compute this run spent."""
+        return {"seconds": round(self.seconds, 1), "epochs": self.epochs, "steps": self.steps}
 
 
 @dataclass
@@ -153,7 +176,39 @@ def pretrain_skeleton(
         **_task_kwargs(settings),
     )
     run = _Run(out_dir, "skeleton", settings.skeleton_epochs, progress, on_stage)
-    return run.fit(module, data, start)
+    return run.fit(module, data, start, settings)
+
+
+def pretrain_ssl(
+    data_dir: Path,
+    out_dir: Path,
+    settings: PretrainFinetuneSettings,
+    *,
+    progress: bool = True,
+    on_stage: Callable[[str], None] | None = None,
+) -> TrainedRun:
+    """Self-supervised pretraining on the unlabelled scans of ``data_dir``, to ``out_dir/ssl``."""
+    import lightning as L
+
+    from sap.data.unlabelled import UnlabelledDataModule
+    from sap.tasks import SelfSupervisedPretraining
+
+    start = time.perf_counter()
+    L.seed_everything(settings.seed, workers=True)
+    data = UnlabelledDataModule(
+        samples_per_volume=settings.ssl_samples_per_volume,
+        **_data_kwargs(settings, data_dir),
+    )
+    module = SelfSupervisedPretraining(
+        backbone=settings.backbone,
+        backbone_kwargs=settings.backbone_kwargs,
+        patch_size=list(settings.patch_size),
+        lr=settings.ssl_lr,
+        warmup_epochs=1,
+        **settings.ssl_task_kwargs,
+    )
+    run = _Run(out_dir, "ssl", settings.ssl_epochs, progress, on_stage)
+    return run.fit(module, data, start, settings)
 
 
 def finetune_lesion(
@@ -165,8 +220,16 @@ def finetune_lesion(
     name: str,
     progress: bool = True,
     on_stage: Callable[[str], None] | None = None,
+    transfer: str = "encoder+decoder",
+    lr_encoder: float | None = None,
 ) -> TrainedRun:
-    """Lesion fine-tuning on ``data_dir`` from the skeleton model ``init`` (SAP) or from scratch."""
+    """Lesion fine-tuning on ``data_dir`` from the model ``init``, or from scratch (``None``).
+
+    Args:
+        transfer: groups loaded from ``init`` (``"encoder"`` for an SSL model).
+        lr_encoder: encoder learning rate; default ``settings.lesion_lr_encoder_sap`` from a
+            pretrained model, ``settings.lesion_lr_decoder`` from scratch.
+    """
     import lightning as L
 
     from sap.data.datamodules import LesionDataModule
@@ -177,14 +240,19 @@ def finetune_lesion(
     data = LesionDataModule(
         negative_ratio=settings.negative_ratio, **_data_kwargs(settings, data_dir)
     )
+    if lr_encoder is None:
+        lr_encoder = settings.lesion_lr_decoder if init is None else settings.lesion_lr_encoder_sap
     module = LesionFinetuning(
         init="scratch" if init is None else str(init),
-        lr_encoder=settings.lesion_lr_decoder if init is None else settings.lesion_lr_encoder_sap,
+        lr_encoder=lr_encoder,
         lr_decoder=settings.lesion_lr_decoder,
         lr_head=settings.lesion_lr_decoder,
+        ce_background_weight=settings.lesion_ce_background_weight,
+        transfer=transfer,
         **_task_kwargs(settings),
     )
-    return _Run(out_dir, name, settings.lesion_epochs, progress, on_stage).fit(module, data, start)
+    run = _Run(out_dir, name, settings.lesion_epochs, progress, on_stage)
+    return run.fit(module, data, start, settings)
 
 
 def _data_kwargs(settings: PretrainFinetuneSettings, data_dir: Path) -> dict[str, Any]:
@@ -222,18 +290,28 @@ class _Run:
     progress: bool
     on_stage: Callable[[str], None] | None
 
-    def fit(self, module: Any, data: Any, start: float) -> TrainedRun:
+    def fit(
+        self, module: Any, data: Any, start: float, settings: PretrainFinetuneSettings
+    ) -> TrainedRun:
         if self.on_stage is not None:
             self.on_stage(self.name)
-        cpu_trainer(self.out_dir, self.epochs, self.name, self.progress).fit(
-            module, datamodule=data
+        trainer = cpu_trainer(
+            self.out_dir,
+            self.epochs,
+            self.name,
+            self.progress,
+            accelerator=settings.accelerator,
+            precision=settings.precision,
         )
+        trainer.fit(module, datamodule=data)
         folder = self.out_dir / self.name
         write_run_config(folder / "config.yaml", module, data, self.epochs)
         return TrainedRun(
             module=module,
             checkpoint=folder / "checkpoints" / "last.ckpt",
             seconds=time.perf_counter() - start,
+            epochs=int(trainer.current_epoch),
+            steps=int(trainer.global_step),
         )
 
 
@@ -244,5 +322,6 @@ __all__ = [
     "TrainedRun",
     "finetune_lesion",
     "pretrain_skeleton",
+    "pretrain_ssl",
     "pretrain_then_finetune",
 ]

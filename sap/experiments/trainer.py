@@ -9,10 +9,19 @@ from typing import Any
 from sap.io import write_text_atomic
 
 
-def cpu_trainer(out_dir: Path, max_epochs: int, name: str, progress: bool) -> Any:
-    """A single-CPU Trainer writing CSV logs and ``<out_dir>/<name>/checkpoints/last.ckpt``.
+def cpu_trainer(
+    out_dir: Path,
+    max_epochs: int,
+    name: str,
+    progress: bool,
+    accelerator: str = "cpu",
+    precision: str = "32-true",
+) -> Any:
+    """A one-device Trainer (CPU by default) writing CSV logs and ``<out_dir>/<name>/checkpoints/last.ckpt``.
 
     No validation loop: the experiments evaluate on held-out cases after fitting.
+    ``deterministic=True`` makes torch refuse an operation without a deterministic
+    implementation instead of silently varying from run to run.
     """
     import lightning as L
     from lightning.pytorch.callbacks import ModelCheckpoint
@@ -20,8 +29,9 @@ def cpu_trainer(out_dir: Path, max_epochs: int, name: str, progress: bool) -> An
 
     return L.Trainer(
         max_epochs=max_epochs,
-        accelerator="cpu",
+        accelerator=accelerator,
         devices=1,
+        precision=precision,
         default_root_dir=str(out_dir),
         logger=CSVLogger(str(out_dir), name=name, version=""),
         callbacks=[
@@ -33,9 +43,24 @@ def cpu_trainer(out_dir: Path, max_epochs: int, name: str, progress: bool) -> An
         num_sanity_val_steps=0,
         enable_progress_bar=progress,
         enable_model_summary=False,
-        deterministic=False,
+        deterministic=True,
         log_every_n_steps=5,
     )
+
+
+def set_torch_threads(threads: int | None) -> int:
+    """Use ``threads`` CPU threads in torch (``None``: keep the current number); returns it.
+
+    Results depend on the thread count (sums run in another order), so experiments set it
+    explicitly and record it next to their numbers.
+    """
+    import torch
+
+    if threads is not None:
+        if int(threads) < 1:
+            raise ValueError(f"torch_threads must be >= 1 or None, got {threads}")
+        torch.set_num_threads(int(threads))
+    return int(torch.get_num_threads())
 
 
 def write_run_config(path: Path, module: Any, datamodule: Any, max_epochs: int) -> Path:
@@ -59,4 +84,4 @@ def write_run_config(path: Path, module: Any, datamodule: Any, max_epochs: int) 
     )
 
 
-__all__ = ["cpu_trainer", "write_run_config"]
+__all__ = ["cpu_trainer", "set_torch_threads", "write_run_config"]

@@ -1,4 +1,4 @@
-"""Lightning tasks of SAP: skeleton pretraining and lesion fine-tuning."""
+"""Lightning tasks of SAP: skeleton pretraining, lesion fine-tuning and the SSL baseline."""
 
 from __future__ import annotations
 
@@ -8,12 +8,14 @@ from sap.tasks.finetuning import LesionFinetuning
 from sap.tasks.initialisation import TransferMode, restoring_weights
 from sap.tasks.pretraining import AnatomicalPretraining
 from sap.tasks.schedule import WarmupCosineSchedule
+from sap.tasks.ssl import SelfSupervisedPretraining
 from sap.tasks.transfer import TransferError, TransferReport, transfer_encoder_decoder
 
 __all__ = [
     "AnatomicalPretraining",
     "LesionFinetuning",
     "SegmentationTask",
+    "SelfSupervisedPretraining",
     "TransferError",
     "TransferMode",
     "TransferReport",

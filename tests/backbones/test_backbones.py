@@ -285,6 +285,32 @@ def test_replace_head_gives_new_classes_and_fresh_weights_and_keeps_the_rest(bui
         assert weights and all(not torch.equal(o, r) for o, r in weights), name
 
 
+# ---------------------------------------------------------------------------- bottleneck
+
+
+def test_every_backbone_encodes_to_its_bottleneck_through_encoder_parameters_only(built):
+    for name, original in built.items():
+        net = copy.deepcopy(original).train()
+        x = _smallest_input(net, batch=2)
+        features = net.encode(x)
+        expected = tuple(s // net.spatial_multiple for s in x.shape[2:])
+        assert features.shape == (2, net.bottleneck_channels, *expected), name
+        features.square().mean().backward()
+        touched = {net.group_of(n) for n, p in net.named_parameters() if p.grad is not None}
+        assert touched == {"encoder"}, f"{name}: encode() used {touched}"
+
+
+def test_swin_unetr_bottleneck_has_the_paper_dimension():
+    assert build_backbone("swin_unetr", 2, 2).bottleneck_channels == 768
+
+
+def test_a_backbone_without_a_bottleneck_says_so():
+    net = _Toy(2, 2)
+    assert net.bottleneck_channels is None
+    with pytest.raises(NotImplementedError, match="does not expose a bottleneck"):
+        net.encode(torch.zeros(1, 2, 4, 4, 4))
+
+
 # ---------------------------------------------------------------------------- specifics
 
 

@@ -24,3 +24,25 @@ def test_demo_refuses_a_non_empty_output_folder(tmp_path: Path) -> None:
     with pytest.raises(FileExistsError, match="not empty"):
         run_demo(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def _tiny_demo_settings():
+    from sap.experiments import DemoSettings
+    from tests.helpers.experiments import TINY_PHANTOM
+
+    return DemoSettings(
+        healthy=2, metastatic_train=2, metastatic_test=2, skeleton_epochs=1,
+        skeleton_samples_per_volume=2, lesion_epochs=2, batch_size=2, patch_size=(16, 16, 32),
+        phantom_kwargs={**TINY_PHANTOM, "min_lesion_voxels": 2}, torch_threads=1,
+    )  # fmt: skip
+
+
+@pytest.mark.slow
+def test_two_demo_runs_with_one_seed_give_the_same_summary(tmp_path: Path) -> None:
+    first = run_demo(tmp_path / "first", _tiny_demo_settings(), progress=False)
+    second = run_demo(tmp_path / "second", _tiny_demo_settings(), progress=False)
+    assert first["results"] == second["results"]
+    assert first["torch_threads"] == second["torch_threads"] == 1
+    # Not trivially equal: the runs predicted something to compare.
+    curve = first["results"]["sap"]["summary"]["froc"]["curve"]
+    assert len(curve["thresholds"]) > 2

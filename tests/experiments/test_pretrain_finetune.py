@@ -10,9 +10,7 @@ import yaml
 
 from sap.experiments import PretrainFinetuneSettings, pretrain_then_finetune
 from sap.phantom import generate_cohort
-
-# A whole-body phantom on a coarse grid: same field of view as the default, ~1/50 of the voxels.
-TINY_PHANTOM = {"shape": (32, 20, 64), "spacing_mm": (15.0, 15.0, 18.0)}
+from tests.helpers.experiments import TINY_PHANTOM
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,139 @@
+"""sap benchmark: stages run once, resume after a kill, the config is one tree of options."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from sap.cli.benchmark import build_parser, expand_preset
+from sap.experiments.benchmark import STAGE_FILE, Stages
+from sap.experiments.benchmark_config import BenchmarkConfig, stage_key
+from tests.helpers.experiments import TINY_PHANTOM
+
+
+def test_a_finished_stage_is_skipped_and_a_changed_one_redone(tmp_path: Path) -> None:
+    calls = []
+    stages = Stages(tmp_path, calls.append)
+
+    def work() -> dict:
+        (tmp_path / "stage" / "partial.txt").parent.mkdir(exist_ok=True)
+        return {"value": len(calls)}
+
+    first = stages.run("stage", tmp_path / "stage", "key-1", work)
+    assert stages.run("stage", tmp_path / "stage", "key-1", work) == first
+    assert stages.skipped == ["stage"] and stages.ran == ["stage"]
+    (tmp_path / "stage" / "leftover.txt").write_text("from the old run")
+    stages.run("stage", tmp_path / "stage", "key-2", work)
+    assert not (tmp_path / "stage" / "leftover.txt").exists(), "an outdated stage starts clean"
+    assert json.loads((tmp_path / "stage" / STAGE_FILE).read_text())["key"] == "key-2"
+    with pytest.raises(ValueError, match="outside the benchmark folder"):
+        stages.run("elsewhere", tmp_path.parent / "elsewhere", "k", work)
+
+
+def test_stage_keys_change_with_inputs_only() -> None:
+    config = BenchmarkConfig()
+    assert stage_key(config.training) == stage_key(BenchmarkConfig().training)
+    config.training.lesion_epochs += 1
+    assert stage_key(config.training) != stage_key(BenchmarkConfig().training)
+
+
+def test_every_field_is_an_option_and_presets_come_first(tmp_path: Path) -> None:
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("seeds: [5]\ncv:\n  folds: 4\n", encoding="utf-8")
+    argv = expand_preset(
+        ["--preset", "quick", "--config", str(mine), "--cv.tuning_fold", "2", "OUT"]
+    )
+    assert argv[:2] == ["--config", str(Path(argv[1]))] and argv[1].endswith("benchmark/quick.yaml")
+    options = build_parser().parse_args(argv)
+    assert options.seeds == [5] and options.cv.folds == 4 and options.cv.tuning_fold == 2
+    assert options.training.backbone == "tiny_unet"  # from the preset
+    assert set(options.arms) == {"scratch", "ssl", "sap"} and options.out == "OUT"
+
+
+def test_a_config_that_cannot_work_is_refused() -> None:
+    with pytest.raises(ValueError, match="reference_arm 'sap' is not one of the arms"):
+        BenchmarkConfig(arms={}).check()
+    with pytest.raises(ValueError, match="seeds must be distinct"):
+        BenchmarkConfig(seeds=[1, 1]).check()
+
+
+def tiny_config(seeds=(0,)) -> dict:
+    """The smallest benchmark that still has all three arms and two test folds."""
+    return {
+        "seeds": list(seeds),
+        "cohort": {
+            "phantom_healthy": 2,
+            "phantom_metastatic": 6,
+            "phantom_kwargs": {**TINY_PHANTOM, "min_lesion_voxels": 2},
+        },
+        "cv": {"folds": 3},
+        "training": {
+            "backbone": "tiny_unet",
+            "patch_size": [16, 16, 32],
+            "batch_size": 2,
+            "skeleton_epochs": 1,
+            "skeleton_samples_per_volume": 2,
+            "ssl_epochs": 1,
+            "ssl_samples_per_volume": 2,
+            "lesion_epochs": 1,
+            "sw_batch_size": 4,
+            "torch_threads": 1,
+        },  # fmt: skip
+        "arms": {
+            "scratch": {"init": "scratch", "lr_encoder": 3e-3},
+            "ssl": {"init": "ssl", "lr_encoder": 1.5e-3},
+            "sap": {"init": "sap", "lr_encoder": 6e-4},
+        },
+        "evaluation": {"bootstrap_resamples": 20, "predict_batch_size": 4},
+        "features": {"patches_per_class": 4},
+    }
+
+
+def _benchmark(config: Path, out: Path) -> subprocess.Popen:
+    env = {**os.environ, "JSONARGPARSE_DEPRECATION_WARNINGS": "off"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "sap.cli", "benchmark", "--config", str(config), str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+    )  # fmt: skip
+
+
+@pytest.mark.slow
+def test_killed_benchmark_resumes_and_gives_the_numbers_of_an_uninterrupted_run(
+    tmp_path: Path,
+) -> None:
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(tiny_config()), encoding="utf-8")
+    # An uninterrupted run, for reference.
+    reference = _benchmark(config, tmp_path / "reference")
+    assert reference.wait(timeout=900) == 0, reference.stdout.read()
+    # A run killed as soon as its first fine-tuning fold is finished.
+    killed = _benchmark(config, tmp_path / "resumed")
+    first_fold = tmp_path / "resumed" / "finetune" / "scratch" / "seed_0" / "fold_1" / STAGE_FILE
+    deadline = time.monotonic() + 900
+    while not first_fold.exists() and time.monotonic() < deadline and killed.poll() is None:
+        time.sleep(0.2)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    assert first_fold.exists() and not (tmp_path / "resumed" / "results.json").exists()
+    finished_at = first_fold.stat().st_mtime_ns
+    resumed = _benchmark(config, tmp_path / "resumed")
+    log, _ = resumed.communicate(timeout=900)
+    assert resumed.returncode == 0, log
+    assert "pretraining sap: finished earlier" in log and "pretraining ssl: finished earlier" in log
+    assert "fine-tuning scratch, seed 0, fold 1: finished earlier" in log
+    assert "fine-tuning sap, seed 0, fold 2: running" in log
+    assert first_fold.stat().st_mtime_ns == finished_at
+    numbers = [
+        json.loads((tmp_path / run / "results.json").read_text(encoding="utf-8"))
+        for run in ("reference", "resumed")
+    ]
+    for key in ("per_seed", "combined", "comparison", "per_patient", "features"):
+        assert numbers[0][key] == numbers[1][key], key
