@@ -68,9 +68,9 @@ def test_notebooks_are_stored_without_outputs() -> None:
     names = sorted(path.stem for path in NOTEBOOKS.glob("*.ipynb"))
     assert names == [
         "01_quickstart",
-        "02_finetune_on_your_lesions",
-        "03_evaluate_and_read_metrics",
-        "04_zoo_and_hub",
+        "02_finetune_your_lesions",
+        "03_evaluate_and_compare",
+        "04_pretrain_and_share",
     ]
     for name in names:
         notebook = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
@@ -103,14 +103,14 @@ def test_01_quickstart(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.slow
-def test_02_finetune_on_your_lesions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_02_finetune_your_lesions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     probe = (
         "{'loaded': sap_model.transfer_record['loaded'], "
         "'lrs': [g['initial_lr'] for g in sap_trainer.optimizers[0].param_groups], "
         "'sensitivity': comparison.loc['sensitivity'].tolist(), "
         "'cases': evaluations['sap'].exams.index.tolist(), 'work': str(work)}"
     )
-    values, _ = _execute("02_finetune_on_your_lesions", probe, tmp_path, monkeypatch)
+    values, _ = _execute("02_finetune_your_lesions", probe, tmp_path, monkeypatch)
     assert values["loaded"] > 0, "the skeleton weights were transferred"
     assert min(values["lrs"]) < max(values["lrs"]), "the encoder learns slower (SAP)"
     assert all(0.0 <= s <= 1.0 for s in values["sensitivity"])
@@ -119,7 +119,7 @@ def test_02_finetune_on_your_lesions(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
 
 @pytest.mark.slow
-def test_03_evaluate_and_read_metrics(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_03_evaluate_and_compare(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     probe = (
         "{'fn': plausible.exams['fn'].tolist(), 'fp': plausible.exams['fp'].tolist(), "
         "'blob_sensitivity': blob.exams['sensitivity'].tolist(), "
@@ -127,7 +127,7 @@ def test_03_evaluate_and_read_metrics(tmp_path: Path, monkeypatch: pytest.Monkey
         "'plausible_degenerate': plausible.summary['degenerate'], "
         "'warned': len(caught), 'work': str(work)}"
     )
-    values, notebook = _execute("03_evaluate_and_read_metrics", probe, tmp_path, monkeypatch)
+    values, notebook = _execute("03_evaluate_and_compare", probe, tmp_path, monkeypatch)
     assert values["fn"] == [1.0, 1.0, 1.0], "the smallest lesion of each case is missed"
     assert values["fp"] == [1.0, 1.0, 1.0], "the added cube is a false positive"
     assert values["blob_sensitivity"] == [1.0, 1.0, 1.0], "the blob 'detects' everything"
@@ -137,12 +137,12 @@ def test_03_evaluate_and_read_metrics(tmp_path: Path, monkeypatch: pytest.Monkey
 
 
 @pytest.mark.slow
-def test_04_zoo_and_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_04_pretrain_and_share(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     probe = (
         "{'uri': result.uri, 'task': pulled.recipe.task, 'foreground': scores['foreground'], "
         "'requests': len(hub.requests), 'again': again.recipe.task, 'work': str(work)}"
     )
-    values, _ = _execute("04_zoo_and_hub", probe, tmp_path, monkeypatch)
+    values, _ = _execute("04_pretrain_and_share", probe, tmp_path, monkeypatch)
     assert values["uri"].startswith("hf://your-name/sap-skeleton-demo@")
     assert values["task"] == values["again"] == "skeleton"
     assert 0.0 <= values["foreground"] <= 1.0
