@@ -108,13 +108,15 @@ def test_02_finetune_your_lesions(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         "{'loaded': sap_model.transfer_record['loaded'], "
         "'lrs': [g['initial_lr'] for g in sap_trainer.optimizers[0].param_groups], "
         "'sensitivity': comparison.loc['sensitivity'].tolist(), "
-        "'cases': evaluations['sap'].exams.index.tolist(), 'work': str(work)}"
+        "'cases': evaluations['sap'].exams.index.tolist(), 'same_weights': same_weights, "
+        "'loaded_task': loaded.recipe.task, 'work': str(work)}"
     )
     values, _ = _execute("02_finetune_your_lesions", probe, tmp_path, monkeypatch)
     assert values["loaded"] > 0, "the skeleton weights were transferred"
     assert min(values["lrs"]) < max(values["lrs"]), "the encoder learns slower (SAP)"
     assert all(0.0 <= s <= 1.0 for s in values["sensitivity"])
     assert values["cases"] == ["metastatic_000", "metastatic_001"]
+    assert values["same_weights"] and values["loaded_task"] == "lesion", "the export loads back"
     assert Path(values["work"]).parent == tmp_path / "work"
 
 
@@ -150,11 +152,21 @@ def test_03_evaluate_and_compare(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 @pytest.mark.slow
 def test_04_pretrain_and_share(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     probe = (
-        "{'uri': result.uri, 'task': pulled.recipe.task, 'foreground': scores['foreground'], "
+        "{'checkpoint': str(checkpoint), 'trained': str(config['recipe']['task']), "
+        "'uri': result.uri, 'task': pulled.recipe.task, 'foreground': scores['foreground'], "
+        "'saved': [str(p) for p in saved], 'shape': list(bones.shape), "
+        "'case_shape': list(nib.load(case / 'T1.nii.gz').shape), "
         "'requests': len(hub.requests), 'again': again.recipe.task, 'work': str(work)}"
     )
-    values, _ = _execute("04_pretrain_and_share", probe, tmp_path, monkeypatch)
+    values, notebook = _execute("04_pretrain_and_share", probe, tmp_path, monkeypatch)
+    checkpoint = Path(values["checkpoint"])
+    assert checkpoint.name == "last.ckpt" and "skeleton-run" in checkpoint.parts, "sap fit wrote it"
+    assert values["trained"] == "skeleton"
     assert values["uri"].startswith("hf://your-name/sap-skeleton-demo@")
     assert values["task"] == values["again"] == "skeleton"
     assert 0.0 <= values["foreground"] <= 1.0
+    (written,) = [Path(p) for p in values["saved"]]
+    assert written.name == "skeleton.nii.gz" and written.is_file()
+    assert values["shape"] == values["case_shape"], "the prediction is on the case's grid"
     assert values["requests"] > 0, "the Hub was used, not a local shortcut"
+    assert _count_images(notebook) >= 1, "the predicted bones are shown"
