@@ -205,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         summary["cohort_s"] = round(write_cohort(work / "cohort", args.cases,
                                                  tuple(args.case_shape), args.workers), 1)  # fmt: skip
         summary.update(train(work / "cohort", work / "store", work / "run", args, device))
-        manifest = write_volume(work / "wholebody", tuple(args.volume_shape))
+        manifest = write_volume(work / "inputs" / "wholebody", tuple(args.volume_shape))
         summary["volume"] = [2, *args.volume_shape]
         summary.update(predict(summary.pop("checkpoint"), manifest, work / "out", device))
     finally:

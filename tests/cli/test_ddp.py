@@ -50,7 +50,6 @@ def fit_config(tmp_path: Path, records: Path) -> Path:
 def common_args(data: Path) -> list[str]:
     return [
         "--data.data_dir", str(data),
-        "--data.patch_size", json.dumps(PATCH),
         "--model.patch_size", json.dumps(PATCH),
         "--data.val_cases", json.dumps(VAL_CASES),
         "--data.batch_size", "2",
