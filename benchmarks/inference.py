@@ -131,10 +131,14 @@ def run_aggregator(which: str, args: argparse.Namespace) -> dict:
     image = make_volume(tuple(args.shape), input_dtype)
     patch = (args.patch,) * 3
     if args.model == "constant":
-        fixed = torch.softmax(torch.rand((args.batch_size, args.classes, *patch)), dim=1)
+        # One fixed window output, the same on both sides and for every window, so that the
+        # two aggregations must agree whatever order they visit the windows in.
+        generator = torch.Generator().manual_seed(0)
+        window = torch.softmax(torch.rand((1, args.classes, *patch), generator=generator), dim=1)
+        fixed = window.repeat(args.batch_size, 1, 1, 1, 1)
 
-        def predict(batch):
-            return fixed[: batch.shape[0]]
+        def predict(batch):  # a copy: MONAI weights the returned windows in place
+            return fixed[: batch.shape[0]].clone()
     else:
         predict = softmax_predict_fn(tiny_model(args.classes))  # as the Predictor on a CPU
 
