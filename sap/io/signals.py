@@ -1,4 +1,4 @@
-"""SIGTERM and SIGHUP as an exception, so that temporary output is cleaned up on the way out."""
+"""SIGTERM, SIGHUP and Ctrl-C as an exception, so that temporary output is cleaned up on the way out."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 
 class Terminated(KeyboardInterrupt):
-    """SIGTERM/SIGHUP arrived while output was being written; raised so that cleanup runs."""
+    """SIGTERM, SIGHUP or Ctrl-C arrived while output was being written; raised so that cleanup runs."""
 
     def __init__(self, signum: int) -> None:
         self.signum = signum
