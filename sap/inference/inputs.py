@@ -146,7 +146,11 @@ def _as_volume(channel: str, value: Path | tuple[np.ndarray, np.ndarray]) -> Pat
         return value
     data, affine = value
     where = Path(f"<DICOM series of channel '{channel}'>")
-    return VolumeFile(where, tuple(data.shape), np.asarray(affine), lambda: data, data.dtype)
+
+    def read(dtype: np.dtype | type | None) -> np.ndarray:
+        return data if dtype is None else np.asarray(data, dtype=dtype)
+
+    return VolumeFile(where, tuple(data.shape), np.asarray(affine), read, data.dtype)
 
 
 def _named_channels(

@@ -34,7 +34,7 @@ class VolumeReadError(ValueError):
 
 class VolumeFile:
     """One image file: header (shape, affine, on-disk ``dtype`` where the header tells it, else
-    None) now, voxels on demand (read once per call)."""
+    None) now, voxels on demand (``read(dtype)``, once per call, checked to the file's end)."""
 
     def __init__(
         self,
@@ -67,19 +67,24 @@ class VolumeFile:
     def voxels(self, dtype: np.dtype | type | None = None) -> np.ndarray:
         """The 3D voxel array (trailing singleton axes dropped), optionally cast to ``dtype``."""
         try:
-            # Asking the reader for the dtype lets nibabel scale straight into it, without a
-            # whole-volume float64 copy (1 GB for a whole-body scan).
-            raw = self._read()
-            data = np.asanyarray(raw) if dtype is None else np.asarray(raw, dtype=dtype)
+            data = self._read(dtype)
+        except VolumeReadError:
+            raise
         except Exception as error:  # truncated gzip, short file, bad compression, ...
             raise VolumeReadError(
                 self.path,
                 f"the voxel data cannot be read ({type(error).__name__}: {error})",
                 "the file is probably truncated or corrupt; re-export or re-copy it",
             ) from error
-        if self.path.name.lower().endswith(".gz"):
-            _check_gzip(self.path)
         return data.reshape(self.spatial_shape)
+
+
+def _damaged_gzip(path: Path, error: Exception) -> VolumeReadError:
+    return VolumeReadError(
+        path,
+        f"the gzip stream is damaged ({type(error).__name__}: {error})",
+        "the file was corrupted in storage or transfer; re-copy or re-export it",
+    )
 
 
 def _check_gzip(path: Path, chunk_bytes: int = 1 << 24) -> None:
@@ -92,11 +97,45 @@ def _check_gzip(path: Path, chunk_bytes: int = 1 << 24) -> None:
             while handle.read(chunk_bytes):
                 pass
     except (OSError, EOFError, zlib.error) as error:
-        raise VolumeReadError(
-            path,
-            f"the gzip stream is damaged ({type(error).__name__}: {error})",
-            "the file was corrupted in storage or transfer; re-copy or re-export it",
-        ) from error
+        raise _damaged_gzip(path, error) from error
+
+
+def _read_gzip_voxels(
+    path: Path, proxy, dtype: np.dtype | type | None, chunk_bytes: int = 1 << 24
+) -> np.ndarray:
+    """An unscaled gzip NIfTI's voxels, decompressed once, chunk by chunk, CRC checked.
+
+    nibabel reads a ``.nii.gz`` through ``GzipFile.readinto``, which decompresses into a
+    temporary as large as the image and copies it over (two copies of a whole-body channel
+    at once), and a CRC check would then decompress the file a second time. Here the voxels
+    go straight into their array, and reading on to the end of the stream checks the CRC.
+    """
+    import gzip
+    import zlib
+
+    on_disk = np.dtype(proxy.dtype)
+    count = int(np.prod(proxy.shape))
+    raw = np.empty(count * on_disk.itemsize, np.uint8)
+    view = memoryview(raw)
+    try:
+        with gzip.open(path, "rb") as handle:
+            handle.seek(int(proxy.offset))
+            filled = 0
+            while filled < raw.size:
+                read = handle.readinto(view[filled : filled + chunk_bytes])
+                if not read:
+                    raise EOFError(
+                        f"the stream ends after {filled} of {raw.size} bytes of voxel data"
+                    )
+                filled += read
+            while handle.read(chunk_bytes):
+                pass
+    except (OSError, EOFError, zlib.error) as error:
+        raise _damaged_gzip(path, error) from error
+    data = raw.view(on_disk).reshape(proxy.shape, order=proxy.order)
+    if not on_disk.isnative:
+        data = data.byteswap(inplace=True).view(on_disk.newbyteorder("="))
+    return data if dtype is None else data.astype(dtype, copy=False)
 
 
 def _open_nibabel(path: Path) -> VolumeFile:
@@ -105,7 +144,21 @@ def _open_nibabel(path: Path) -> VolumeFile:
     image = nib.load(str(path))
     shape = tuple(int(n) for n in image.shape)
     affine = np.asarray(image.affine, dtype=np.float64)
-    return VolumeFile(path, shape, affine, lambda: image.dataobj, np.dtype(image.get_data_dtype()))
+    proxy = image.dataobj
+
+    def read(dtype: np.dtype | type | None) -> np.ndarray:
+        compressed = path.name.lower().endswith(".gz")
+        unscaled = getattr(proxy, "slope", 1.0) == 1.0 and getattr(proxy, "inter", 0.0) == 0.0
+        if compressed and unscaled and hasattr(proxy, "offset"):
+            return _read_gzip_voxels(path, proxy, dtype)
+        # Asking nibabel for the dtype lets it scale straight into it, without a
+        # whole-volume float64 copy (1 GB for a whole-body scan).
+        data = np.asanyarray(proxy) if dtype is None else np.asarray(proxy, dtype=dtype)
+        if compressed:  # a reader that stops after the last voxel never sees the CRC
+            _check_gzip(path)
+        return data
+
+    return VolumeFile(path, shape, affine, read, np.dtype(image.get_data_dtype()))
 
 
 def _open_simpleitk(path: Path) -> VolumeFile:
@@ -119,11 +172,12 @@ def _open_simpleitk(path: Path) -> VolumeFile:
     components = int(reader.GetNumberOfComponents())
     shape = size + ((components,) if components > 1 else ())
 
-    def read() -> np.ndarray:
+    def read(dtype: np.dtype | type | None) -> np.ndarray:
         array = sitk.GetArrayFromImage(reader.Execute())
         spatial = len(size)
         # SimpleITK orders axes (z, y, x[, component]); nibabel and TorchIO use (x, y, z).
-        return np.moveaxis(array, list(range(spatial)), list(reversed(range(spatial))))
+        array = np.moveaxis(array, list(range(spatial)), list(reversed(range(spatial))))
+        return array if dtype is None else np.asarray(array, dtype=dtype)
 
     return VolumeFile(path, shape, np.asarray(get_ras_affine_from_sitk(reader), np.float64), read)
 
