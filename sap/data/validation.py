@@ -269,18 +269,16 @@ def _check_overlap(
 
 def _check_intensities(data: np.ndarray, path: Path, what: str, report: _Report) -> bool:
     """Report non-finite or constant intensities; True when the data is usable."""
-    if data.dtype.kind == "f":
-        finite = np.isfinite(data)
-        if not finite.all():
-            bad = int(finite.size - np.count_nonzero(finite))
-            report(
-                path,
-                f"{what} has {bad} NaN/Inf voxel(s)",
-                "replace them (e.g. with 0) in the source image; they would poison "
-                "normalisation and the model",
-            )
-            return False
-    low, high = data.min(), data.max()
+    low, high = data.min(), data.max()  # NaN and infinities show here: no mask of the volume
+    if data.dtype.kind == "f" and not (np.isfinite(low) and np.isfinite(high)):
+        bad = int(data.size - np.count_nonzero(np.isfinite(data)))
+        report(
+            path,
+            f"{what} has {bad} NaN/Inf voxel(s)",
+            "replace them (e.g. with 0) in the source image; they would poison "
+            "normalisation and the model",
+        )
+        return False
     if low == high:
         report(
             path,

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from sap.inference.spill import first_axis_slabs
 from sap.volume import DEFAULT_CONNECTIVITY, label_components, min_voxels_for_volume
 
 
@@ -21,35 +22,45 @@ def remove_small_components(
     spacing_mm: Sequence[float] | np.ndarray,
     min_volume_ml: float,
     connectivity: int = DEFAULT_CONNECTIVITY,
+    out: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """Drop connected components smaller than ``min_volume_ml``.
+
+    Works slab by slab besides the label volume itself, so a whole-body mask costs its
+    components (4 bytes per voxel) and nothing else of its size.
 
     Args:
         mask: 3D binary mask.
         spacing_mm: voxel spacing in mm, one per array axis.
         min_volume_ml: components below this volume are removed (0 keeps all).
         connectivity: 6, 18 or 26 (see :data:`sap.volume.CONNECTIVITIES`).
+        out: a bool or uint8 array of the mask's shape for the cleaned mask (may be ``mask``
+            itself, which is no longer needed once labelled); default: a new one.
 
     Returns:
-        ``(cleaned_mask, components, count)``: the ``uint8`` mask, the components that
-        remain relabelled ``1..count`` in order of decreasing volume (ties: the component
-        met first in C order), and their count.
+        ``(cleaned_mask, components, count)``: the ``uint8`` mask (a view of ``out`` when
+        given), the components that remain relabelled ``1..count`` in order of decreasing
+        volume (ties: the component met first in C order), and their count.
 
     >>> mask = np.zeros((6, 6, 6), np.uint8); mask[:2, :2, :2] = 1; mask[5, 5, 5] = 1
     >>> remove_small_components(mask, (5.0, 5.0, 5.0), min_volume_ml=0.5)[2]
     1
     """
     components, count = label_components(mask, connectivity)
-    if count == 0:
-        return np.zeros(mask.shape, np.uint8), components, 0
-    sizes = np.bincount(components.ravel(), minlength=count + 1)
+    cleaned = np.empty(components.shape, np.uint8) if out is None else out.view(np.uint8)
+    slabs = first_axis_slabs(components.shape)
+    sizes = np.zeros(count + 1, np.int64)
+    for part in slabs:  # np.bincount of the whole volume would copy it as int64
+        sizes += np.bincount(components[part].reshape(-1), minlength=count + 1)
     sizes[0] = 0
     kept = np.flatnonzero((sizes > 0) & (sizes >= min_voxels_for_volume(min_volume_ml, spacing_mm)))
     order = kept[np.argsort(-sizes[kept], kind="stable")]
     relabel = np.zeros(count + 1, dtype=components.dtype)
     relabel[order] = np.arange(1, len(order) + 1, dtype=components.dtype)
-    components = relabel[components]
-    return (components > 0).astype(np.uint8), components, len(order)
+    for part in slabs:
+        components[part] = relabel[components[part]]
+        np.greater(components[part], 0, out=cleaned[part].view(bool))
+    return cleaned, components, len(order)
 
 
 def skeleton_majority_vote(

@@ -27,6 +27,10 @@ class PreparedInput:
         preprocessing_key: what the preprocessing depended on (channels, spacing,
             orientation, normalisation); a model with another key needs its own preparation.
         channels: channel names in ``image`` order.
+        storage: the temporary-file array behind ``image`` when it is spilled
+            (:mod:`sap.inference.spill`), else ``None``.
+        row_axis: the spatial axis along which ``storage`` is contiguous in slabs (the
+            sliding window's best row axis), or ``None``.
     """
 
     case_id: str
@@ -36,6 +40,8 @@ class PreparedInput:
     reference_affine: np.ndarray
     preprocessing_key: str
     channels: tuple[str, ...]
+    storage: np.ndarray | None = None
+    row_axis: int | None = None
 
     def channel_on_input_grid(self, channel: str) -> np.ndarray:
         """A preprocessed channel (normalised to [0, 1]) resampled onto the input T1 grid."""

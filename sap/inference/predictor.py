@@ -46,6 +46,7 @@ from sap.inference.sliding import (
     window_starts,
 )
 from sap.inference.space import resample_to_grid
+from sap.inference.spill import first_axis_slabs, release_pages
 from sap.inference.tta import flip_tta, tta_flip_axes
 from sap.labels import TASK_LABEL_FILES
 from sap.recipe import ModelRecipe
@@ -155,6 +156,9 @@ class Predictor:
             else ``torch.float32``. Windows are always cast to float32 for the model.
         progress: show a progress bar over the windows of each case (in a terminal, or as a
             Jupyter widget with ipywidgets; hidden where output is not a terminal).
+        spill: keep the whole-volume arrays (network input, probabilities) in temporary
+            files, RAM holding the slabs in use (:mod:`sap.inference.spill`); ``None``:
+            for inputs of at least ``SPILL_MIN_BYTES`` (whole-body scans), in ``TMPDIR``.
     """
 
     def __init__(
@@ -176,6 +180,7 @@ class Predictor:
         dicom_series: Mapping[str, str] | None = None,
         input_dtype: torch.dtype | None = None,
         progress: bool = False,
+        spill: bool | None = None,
     ) -> None:
         self.recipe = _model_recipe(model, recipe)
         if input_dtype is None:
@@ -198,6 +203,7 @@ class Predictor:
         self.memory_limit_bytes = memory_limit_bytes
         self.dicom_series = dict(dicom_series or {})
         self.progress = progress
+        self.spill = spill
 
     # ------------------------------------------------------------------ reading, memory
     def estimate_memory(self, case_or_paths: CaseInput) -> MemoryEstimate:
@@ -226,7 +232,7 @@ class Predictor:
             return case_or_paths
         case = open_case(case_or_paths, self.recipe.channels, self.dicom_series)
         check_memory(self._estimate(case), self._memory_limit(), f"case '{case.case_id}'")
-        return prepare_case(case, self.recipe, self.input_dtype)
+        return prepare_case(case, self.recipe, self.input_dtype, spill=self.spill)
 
     # ------------------------------------------------------------------ prediction
     def _predict_fn(self) -> PredictFn:
@@ -259,6 +265,7 @@ class Predictor:
         """The sliding window; on CUDA out-of-memory, retry with half the batch size."""
         bar = self._progress_bar(prepared)
         batch_size = self.batch_size
+        storage = prepared.storage
         try:
             while True:
                 try:
@@ -275,6 +282,9 @@ class Predictor:
                             keep_probabilities=self.keep_probabilities,
                             return_labels=not self.binary,
                             progress=None if bar is None else bar.update,
+                            slab_axis=prepared.row_axis,
+                            spill_outputs=storage is not None,
+                            after_row=None if storage is None else lambda: release_pages(storage),
                         )
                 except torch.cuda.OutOfMemoryError as error:
                     torch.cuda.empty_cache()
@@ -361,9 +371,11 @@ class Predictor:
     ) -> tuple[np.ndarray, dict[str, Any]]:
         """Threshold, then drop components below ``min_volume_ml``."""
         spacing = spacing_from_affine(prepared.reference_affine)
-        labels, _, count = remove_small_components(
-            probability >= self.threshold, spacing, self.min_volume_ml
-        )
+        mask = np.empty(probability.shape, dtype=bool)
+        for part in first_axis_slabs(probability.shape):  # no whole-volume float32 comparison
+            np.greater_equal(probability[part], np.float16(self.threshold), out=mask[part])
+        release_pages(probability)
+        labels, _, count = remove_small_components(mask, spacing, self.min_volume_ml, out=mask)
         return labels, {
             "threshold": self.threshold,
             "min_volume_ml": self.min_volume_ml,

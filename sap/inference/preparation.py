@@ -23,6 +23,7 @@ from sap.data.transforms import rescale_percentiles_
 from sap.inference.inputs import CaseChannels, InputError
 from sap.inference.memory import MemoryEstimate, estimate_memory
 from sap.inference.prediction import PreparedInput
+from sap.inference.spill import SPILL_MIN_BYTES, release_pages, spilled_empty
 from sap.recipe import ModelRecipe
 from sap.volume import spacing_from_affine
 
@@ -103,7 +104,10 @@ def estimate_case_memory(
 
 
 def prepare_case(
-    case: CaseChannels, recipe: ModelRecipe, input_dtype: torch.dtype = torch.float16
+    case: CaseChannels,
+    recipe: ModelRecipe,
+    input_dtype: torch.dtype = torch.float16,
+    spill: bool | None = None,
 ) -> PreparedInput:
     """Read and preprocess one case for ``recipe``: the network input on the model grid.
 
@@ -111,6 +115,10 @@ def prepare_case(
         case: the case's channel images (:func:`sap.inference.inputs.open_case`).
         recipe: channels, spacing, orientation and normalisation to apply.
         input_dtype: how the preprocessed scan is held (float16, bfloat16 or float32).
+        spill: keep the network input in a temporary file (:mod:`sap.inference.spill`),
+            laid out so that a slab along its longest axis is contiguous; RAM then holds
+            one channel while it is preprocessed and, later, the windows being predicted.
+            ``None``: when the input takes at least ``SPILL_MIN_BYTES`` (whole-body scans).
 
     Raises:
         InputError: an unreadable, non-3D or non-finite image, or a channel that
@@ -119,6 +127,8 @@ def prepare_case(
     channels = tuple(recipe.channels)
     percentiles = normalisation_percentiles(recipe)
     stacked: torch.Tensor | None = None
+    storage: np.ndarray | None = None
+    row_axis: int | None = None
     grid: tuple[tuple[int, ...], np.ndarray] | None = None
     for index, channel in enumerate(channels):
         data, affine = _owned(case, channel)
@@ -133,15 +143,17 @@ def prepare_case(
         if percentiles is not None:
             rescale_percentiles_(data, percentiles, f"{case.case_id}/{channel}")
         if stacked is None:
-            stacked = torch.empty((len(channels), *data.shape), dtype=input_dtype)
+            stacked, storage, row_axis = _network_input(
+                len(channels), data.shape, input_dtype, spill
+            )
             model_affine = np.asarray(affine, np.float64)
-        _store(stacked, index, data)
-        del data  # before the next channel is read
-        if not torch.isfinite(stacked[index]).all():
+        if not _finite(data, stacked.dtype):
             raise InputError(
                 f"Case '{case.case_id}', channel '{channel}': preprocessing produced NaN or "
                 "infinite values (is the image constant?). Check the input image."
             )
+        _store(stacked, index, data, storage, row_axis)
+        del data  # before the next channel is read
     assert stacked is not None
     return PreparedInput(
         case_id=case.case_id,
@@ -151,7 +163,33 @@ def prepare_case(
         reference_affine=reference_affine,
         preprocessing_key=preprocessing_key(recipe),
         channels=channels,
+        storage=storage,
+        row_axis=row_axis,
     )
+
+
+def _network_input(
+    channels: int, shape: tuple[int, ...], dtype: torch.dtype, spill: bool | None
+) -> tuple[torch.Tensor, np.ndarray | None, int | None]:
+    """``(image [C, X, Y, Z], spilled storage or None, its row axis or None)``.
+
+    Spilled, the storage is ``[C, rows, *other axes]`` with rows along the longest spatial
+    axis (ties: the last), so that the windows of one row of the sliding window read one
+    contiguous part of each channel; ``image`` is a view of it in ``[C, X, Y, Z]`` order.
+    """
+    itemsize = torch.finfo(dtype).bits // 8
+    if spill is None:
+        spill = channels * math.prod(shape) * itemsize >= SPILL_MIN_BYTES
+    if not spill or dtype not in (torch.float16, torch.float32):  # numpy has no bfloat16
+        return torch.empty((channels, *shape), dtype=dtype), None, None
+    row_axis = max(range(3), key=lambda a: (shape[a], a))
+    others = [a for a in range(3) if a != row_axis]
+    storage = spilled_empty(
+        (channels, shape[row_axis], *(shape[a] for a in others)),
+        np.float16 if dtype == torch.float16 else np.float32,
+    )
+    order = [0] + [1 if a == row_axis else 2 + others.index(a) for a in range(3)]
+    return torch.from_numpy(storage).permute(order), storage, row_axis
 
 
 def _owned(case: CaseChannels, channel: str) -> tuple[np.ndarray, np.ndarray]:
@@ -228,12 +266,37 @@ def _to_recipe_grid(
     return data, affine
 
 
-def _store(stacked: torch.Tensor, index: int, data: np.ndarray) -> None:
-    """Cast one channel into the network input (numpy casts strided views without a copy)."""
-    if stacked.dtype in (torch.float16, torch.float32):
-        stacked.numpy()[index] = data
-    else:
+def _finite(data: np.ndarray, dtype: torch.dtype) -> bool:
+    """Whether every voxel is finite, also once cast to ``dtype`` (min and max tell it
+    without a mask of the volume: NaN and infinities propagate into them)."""
+    extremes = torch.tensor([float(data.min()), float(data.max())]).to(dtype)
+    return bool(torch.isfinite(extremes).all())
+
+
+def _store(
+    stacked: torch.Tensor,
+    index: int,
+    data: np.ndarray,
+    storage: np.ndarray | None,
+    row_axis: int | None,
+) -> None:
+    """Cast one channel into the network input (numpy casts strided views without a copy);
+    into a spilled input slab by slab, each slab's pages released once written."""
+    if stacked.dtype not in (torch.float16, torch.float32):
         stacked[index] = torch.from_numpy(np.ascontiguousarray(data))
+        return
+    target = stacked.numpy()[index]
+    if storage is None or row_axis is None:
+        target[...] = data
+        return
+    plane = math.prod(data.shape) // data.shape[row_axis]
+    step = max(1, (1 << 24) // max(1, plane))
+    for start in range(0, data.shape[row_axis], step):
+        part = tuple(
+            slice(start, start + step) if axis == row_axis else slice(None) for axis in range(3)
+        )
+        target[part] = data[part]
+        release_pages(storage)
 
 
 __all__ = [

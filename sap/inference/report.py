@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from sap.inference.spill import release_pages
 from sap.io import atomic_write, write_text_atomic
 from sap.labels import SKELETON_LABELS
 from sap.metrics.views import largest_first
@@ -236,7 +237,7 @@ def build_lesion_report(
         A :class:`LesionReport` with lesions numbered by decreasing volume.
     """
     affine = np.asarray(affine, np.float64)
-    mask = np.asarray(lesion_mask) != 0
+    mask = np.asarray(lesion_mask)  # non-zero is lesion (find_components needs no copy)
     for name, other in (("probability", probability), ("skeleton", skeleton)):
         if other is not None and other.shape != mask.shape:
             raise ValueError(
@@ -253,6 +254,7 @@ def build_lesion_report(
         probability_sums = np.bincount(
             parts.flat_label, weights=inside_probability, minlength=parts.count + 1
         )
+        release_pages(probability)  # a spilled map: its pages leave RAM again
     lesions = []
     for rank, label in enumerate(largest_first(parts), start=1):
         members = parts.flat_label == label

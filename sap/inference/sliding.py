@@ -29,6 +29,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from sap.inference.spill import release_pages, spilled_empty
+
 PredictFn = Callable[[torch.Tensor], torch.Tensor]
 """Maps a float32 batch ``[B, C, *patch]`` to class probabilities ``[B, K, *patch]``."""
 
@@ -164,11 +166,16 @@ class _SlabAccumulator:
         device: torch.device,
         kept: tuple[int, ...],
         return_labels: bool,
+        spill: bool = False,
     ) -> None:
         self.shape, self.axis, self.kept = shape, axis, kept
         self.thickness = patch[axis]
-        self.labels = torch.empty(shape, dtype=torch.uint8) if return_labels else None
-        self.probabilities = torch.empty((len(kept), *shape), dtype=torch.float16)
+        empty = spilled_empty if spill else np.empty
+        self.outputs = [empty((len(kept), *shape), np.float16)]
+        if return_labels:
+            self.outputs.append(empty(shape, np.uint8))
+        self.probabilities = torch.from_numpy(self.outputs[0])
+        self.labels = torch.from_numpy(self.outputs[1]) if return_labels else None
         self.weights = blending_weights(patch, blending).to(device)
         slab_shape = list(shape)
         slab_shape[axis] = self.thickness
@@ -334,6 +341,8 @@ def sliding_window_predict(
     return_labels: bool = True,
     slab_axis: int | None = None,
     progress: Callable[[int], None] | None = None,
+    spill_outputs: bool = False,
+    after_row: Callable[[], None] | None = None,
 ) -> SlidingWindowResult:
     """Predict a whole volume window by window, aggregating in bounded memory.
 
@@ -365,6 +374,10 @@ def sliding_window_predict(
         slab_axis: spatial axis the accumulator travels along; default: the one with the
             most window rows (ties: the last, head-feet in RAS).
         progress: called with the number of windows just finished.
+        spill_outputs: keep the outputs in temporary files (:mod:`sap.inference.spill`),
+            releasing the finished slabs from RAM after each row.
+        after_row: called after each row of windows (e.g. to release the rows of a spilled
+            input that were read).
 
     Returns:
         A :class:`SlidingWindowResult` on the grid of ``image``, in CPU memory.
@@ -379,7 +392,7 @@ def sliding_window_predict(
         slab_axis = max(range(3), key=lambda a: (len(starts[a]), a))
     others = [a for a in range(3) if a != slab_axis]
     slab = _SlabAccumulator(
-        shape, patch, slab_axis, num_classes, blending, device, kept, return_labels
+        shape, patch, slab_axis, num_classes, blending, device, kept, return_labels, spill_outputs
     )
     # One buffer for the windows of a batch, reused: no page faults per batch.
     buffer = torch.empty(
@@ -412,9 +425,13 @@ def sliding_window_predict(
                 if progress is not None:
                     progress(len(placements))
             slab.advance(row_start, rows[r + 1] if r + 1 < len(rows) else None)
+            if spill_outputs:
+                release_pages(*slab.outputs)
+            if after_row is not None:
+                after_row()
     return SlidingWindowResult(
-        labels=None if slab.labels is None else slab.labels.numpy(),
-        probabilities=slab.probabilities.numpy(),
+        labels=slab.outputs[1] if return_labels else None,
+        probabilities=slab.outputs[0],
         kept_classes=kept,
         num_windows=num_windows,
     )

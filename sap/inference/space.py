@@ -19,6 +19,8 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import ndimage
 
+from sap.inference.spill import first_axis_slabs, is_spilled, release_pages, spilled_empty
+
 #: Voxel offsets closer than this to an integer count as exact (sform/qform float noise).
 _INTEGER_TOLERANCE = 1e-3
 
@@ -121,7 +123,14 @@ def _reindex(
     view = array[tuple(per_source)]
     if flipped:
         view = np.flip(view, axis=tuple(flipped))
-    return np.ascontiguousarray(view.transpose([i for i, _, _ in axes]))
+    view = view.transpose([i for i, _, _ in axes])
+    if not is_spilled(array):
+        return np.ascontiguousarray(view)
+    out = spilled_empty(view.shape, view.dtype)  # a spilled map stays spilled
+    for part in first_axis_slabs(view.shape):
+        out[part] = view[part]
+        release_pages(array, out)
+    return out
 
 
 def _interpolate(
@@ -132,7 +141,7 @@ def _interpolate(
     slab_voxels: int,
 ) -> np.ndarray:
     """Interpolate slab by slab, each slab reading only the part of ``array`` it needs."""
-    out = np.empty(target_shape, dtype=array.dtype)
+    out = (spilled_empty if is_spilled(array) else np.empty)(target_shape, array.dtype)
     linear, offset = mapping[:3, :3], mapping[:3, 3]
     plane = target_shape[0] * target_shape[1]
     step = max(1, slab_voxels // max(plane, 1))
@@ -165,6 +174,7 @@ def _interpolate(
             prefilter=False,
         )
         out[:, :, z0:z1] = slab.astype(array.dtype, copy=False)
+        release_pages(array, out)
     return out
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sap.inference.spill import release_pages
 from sap.io import OutputFolderError, atomic_write, save_nifti_atomic
 from sap.labels import DEFAULT_CHANNEL_FILES, TASK_LABEL_FILES
 
@@ -92,6 +93,7 @@ def save_probability_atomic(probability: np.ndarray, affine: np.ndarray, path: s
     for k in range(0, probability.shape[-1], 32):
         part = np.asarray(probability[..., k : k + 32], dtype=np.float32)
         quantised[..., k : k + 32] = np.rint(np.clip(part, 0.0, 1.0) * PROBABILITY_STEPS)
+    release_pages(probability)  # a spilled map: its pages leave RAM again
     image = nib.Nifti1Image(quantised, np.asarray(affine, np.float64))
     image.header.set_data_dtype(np.uint8)
     image.header.set_slope_inter(1.0 / PROBABILITY_STEPS, 0.0)

@@ -86,8 +86,13 @@ def label_components(
     import cc3d
 
     check_connectivity(connectivity)
+    direct = isinstance(mask, np.ndarray) and mask.ndim == 3 and mask.dtype in (np.bool_, np.uint8)
+    # A bool or uint8 volume goes to cc3d as it is (non-zero is foreground): no copy of it.
     labels, count = cc3d.connected_components(
-        np.ascontiguousarray(as_mask(mask)), connectivity=connectivity, return_N=True
+        np.ascontiguousarray(mask if direct else as_mask(mask)),
+        connectivity=connectivity,
+        return_N=True,
+        binary_image=True,
     )
     return labels, int(count)
 

@@ -130,7 +130,13 @@ def _read_gzip_voxels(
                 filled += read
             while handle.read(chunk_bytes):
                 pass
-    except (OSError, EOFError, zlib.error) as error:
+    except EOFError as error:
+        raise VolumeReadError(
+            path,
+            f"the voxel data cannot be read (EOFError: {error})",
+            "the file is probably truncated or corrupt; re-export or re-copy it",
+        ) from error
+    except (OSError, zlib.error) as error:
         raise _damaged_gzip(path, error) from error
     data = raw.view(on_disk).reshape(proxy.shape, order=proxy.order)
     if not on_disk.isnative:

@@ -129,4 +129,5 @@ def test_preparation_holds_one_float32_copy_of_one_channel(tmp_path, monkeypatch
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert peak < 1.3 * channel_bytes, f"peak {peak / channel_bytes:.2f} channels"
+    histograms = 4 * 2**20  # the percentiles' bucket counts: fixed, whatever the volume
+    assert peak < 1.1 * channel_bytes + histograms, f"peak {peak / channel_bytes:.2f} channels"

@@ -1,0 +1,95 @@
+"""Whole-volume arrays kept in temporary files: same results, less resident memory.
+
+A whole-body case predicts with its network input and probability maps spilled to disk
+(:mod:`sap.inference.spill`); small cases stay in RAM. Both must give the same voxels.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from sap.inference import Predictor
+from sap.inference.inputs import CaseSource
+from sap.inference.pipeline import predict_case
+from sap.inference.spill import first_axis_slabs, is_spilled, release_pages, spilled_empty
+from tests.helpers.inference import (
+    PointwiseLesionModel,
+    blob_volume,
+    dwi_affine,
+    oblique_lps_affine,
+    tiny_model,
+    write_case,
+)
+
+
+def _resident_mb() -> float:
+    with open("/proc/self/statm") as handle:
+        return int(handle.read().split()[1]) * 4096 / 2**20
+
+
+@pytest.fixture(scope="module")
+def case(tmp_path_factory):
+    """T1 on an oblique LPS grid (4 x 3 longest along its first axis), b1000 on its own grid."""
+    folder = tmp_path_factory.mktemp("cases") / "spill"
+    return write_case(
+        folder,
+        blob_volume((40, 26, 22), seed=3),
+        oblique_lps_affine(),
+        blob_volume((30, 30, 24), seed=4),
+        dwi_affine(),
+    )
+
+
+@pytest.mark.parametrize("model", ["pointwise", "lesion", "skeleton"])
+def test_spilled_prediction_equals_prediction_in_memory(case, model):
+    network = PointwiseLesionModel() if model == "pointwise" else tiny_model(model)
+    settings = {"memory_limit_bytes": None, "min_volume_ml": 0.0}
+    in_memory = Predictor(network, spill=False, **settings)
+    spilled = Predictor(network, spill=True, **settings)
+    prepared = spilled.prepare(case)
+    assert is_spilled(prepared.storage) and prepared.row_axis is not None
+    assert in_memory.prepare(case).storage is None
+    assert torch.equal(prepared.image, in_memory.prepare(case).image)
+    expected, ours = in_memory.predict(case), spilled.predict(prepared)
+    np.testing.assert_array_equal(ours.labels, expected.labels)
+    assert ours.probabilities.keys() == expected.probabilities.keys()
+    for name, probability in expected.probabilities.items():
+        assert is_spilled(ours.probabilities[name])
+        np.testing.assert_array_equal(ours.probabilities[name], probability)
+
+
+def test_spilled_case_writes_the_same_files_and_report(case, tmp_path):
+    outputs = {}
+    for spill in (False, True):
+        predictor = Predictor(tiny_model("lesion"), spill=spill, memory_limit_bytes=None)
+        folder = tmp_path / str(spill)
+        folder.mkdir()
+        report, written = predict_case(
+            CaseSource("spill", case), folder, predictor, save_probabilities=True
+        )
+        outputs[spill] = (report.to_dict(), {p.name: p.read_bytes() for p in written})
+    assert outputs[True][0]["lesions"] == outputs[False][0]["lesions"]
+    for name, content in outputs[False][1].items():
+        if name.endswith(".nii.gz"):
+            assert outputs[True][1][name] == content, name
+
+
+def test_released_pages_leave_resident_memory_and_keep_their_values():
+    array = spilled_empty((64, 1024, 1024), np.uint8)  # 64 MB
+    before = _resident_mb()
+    array[...] = 7
+    assert _resident_mb() - before > 48
+    release_pages(array[3:])  # a view releases its whole mapping
+    assert _resident_mb() - before < 16
+    assert int(array[::8, ::512, ::512].sum()) == 7 * 8 * 2 * 2
+    release_pages(np.zeros(3))  # arrays in RAM are left alone
+
+
+def test_first_axis_slabs_cover_the_volume_once():
+    slabs = first_axis_slabs((10, 4, 4), voxels=48)
+    covered = np.zeros(10, int)
+    for (part,) in slabs:
+        covered[part] += 1
+    assert covered.tolist() == [1] * 10 and len(slabs) == 4
