@@ -105,6 +105,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="do not refuse cases whose estimated memory exceeds the available RAM",
     )
+    parser.add_argument(
+        "--spill",
+        choices=("auto", "disk", "memory"),
+        default="auto",
+        help="where whole-volume arrays (network input, probabilities) live while a case is "
+        "predicted: temporary files in TMPDIR with only the slabs in use in RAM (disk), RAM "
+        "(memory), or disk for whole-body scans of >= 256 MiB of network input (auto, default); "
+        "the results are the same",
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     parser.set_defaults(func=run)
 
@@ -132,6 +141,7 @@ def run(args: argparse.Namespace) -> int:
             png=args.png,
             overwrite=args.overwrite,
             progress=not args.no_progress,
+            spill={"auto": None, "disk": True, "memory": False}[args.spill],
         )
     except (ValueError, LookupError, OSError, RuntimeError, MemoryError) as error:
         # Wrong or unknown models (ValueError, LookupError), unreadable files and unusable

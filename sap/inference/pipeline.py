@@ -352,6 +352,7 @@ def predict_from_files(
     png: bool = False,
     overwrite: bool = False,
     progress: bool = False,
+    spill: bool | None = None,
     log: Callable[[str], None] | None = None,
 ) -> PipelineResult:
     """Load the models, find the cases in ``source`` and predict them all into ``out_dir``.
@@ -365,6 +366,8 @@ def predict_from_files(
             regions of the report.
         memory_check: refuse cases whose estimated RAM exceeds what is available.
         progress: progress bars over cases and windows.
+        spill: keep whole-volume arrays in temporary files (``None``: for whole-body
+            scans; see :mod:`sap.inference.spill`).
         log: where a line per case goes; default ``print`` (``tqdm.write`` with progress bars).
         The other arguments are those of :class:`Predictor` and :func:`predict_cases`.
 
@@ -381,6 +384,7 @@ def predict_from_files(
         "memory_limit_bytes": "auto" if memory_check else None,
         "dicom_series": dict(dicom_series or {}),
         "progress": progress,
+        "spill": spill,
     }
     lesion = Predictor(
         load_model(lesion_model, device, task="lesion"),
