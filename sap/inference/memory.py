@@ -3,8 +3,8 @@
 Running out of memory 20 minutes into a whole-body prediction kills the process (or the
 machine) with no useful message. From image headers alone we know every array the pipeline
 will hold, so we add them up per stage and compare the largest stage with the memory that is
-free now. The numbers are deliberately on the high side (TorchIO makes a copy of a channel
-for each transform it applies).
+free now. The numbers are on the high side (a resampled channel counts twice, the model's
+activations are a Swin UNETR's).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ _FLOAT64 = 8
 _FLOAT32 = 4
 _FLOAT16 = 2
 _UINT8 = 1
-_UINT16 = 2
+_UINT32 = 4
 
 
 class InsufficientMemoryError(MemoryError):
@@ -64,6 +64,7 @@ def estimate_memory(
     accumulator_on_host: bool = True,
     activation_bytes_per_voxel: int = 512,
     input_bytes_per_voxel: int = 2,
+    spilled: bool = False,
 ) -> MemoryEstimate:
     """Add up the arrays of each stage.
 
@@ -80,30 +81,36 @@ def estimate_memory(
         activation_bytes_per_voxel: rough activation memory per window voxel on the host
             (CPU inference only); small U-Nets need far less, Swin UNETR about this.
         input_bytes_per_voxel: bytes per voxel and channel of the held network input.
+        spilled: the network input and probability maps live in temporary files
+            (:mod:`sap.inference.spill`); RAM holds the slabs in use.
     """
     n_in = math.prod(int(n) for n in input_shape)
     n_model = math.prod(int(n) for n in model_shape)
     n_channels = len(channel_voxels)
-    raw = sum(int(v) for v in channel_voxels) * _FLOAT32
-    stacked = n_channels * n_model * int(input_bytes_per_voxel)
-    working = n_channels * n_model * _FLOAT32  # TorchIO's float32 channels before stacking
-    # Measured on a 2 x 400 x 300 x 1100 case: the percentile rescale transiently holds about
-    # three float64 copies of a channel on top of the working channels.
-    transient = 3 * n_model * _FLOAT64
-    preprocessing = raw + working + transient + stacked
-
     patch_voxels = math.prod(int(p) for p in patch_size)
-    plane = n_model // max(int(model_shape[-1]), 1) if model_shape else 0
-    slab = (num_classes + 1) * _FLOAT32 * int(max(patch_size)) * max(plane, 1) * 2
+    thickness = int(max(patch_size))
+    plane = n_model // max(int(max(model_shape)), 1) if model_shape else 0
+    stacked = n_channels * n_model * int(input_bytes_per_voxel)
+    # Preprocessing holds one channel at a time: as read (float32), and its float32 copy on
+    # the model grid when it must be resampled (TorchIO), besides the network input.
+    raw = max((int(v) for v in channel_voxels), default=0) * _FLOAT32
+    working = n_model * _FLOAT32
+    held_input = n_channels * thickness * plane * int(input_bytes_per_voxel) if spilled else stacked
+    preprocessing = raw + working + held_input
+
+    slab = (num_classes + 1) * _FLOAT32 * thickness * max(plane, 1) * 2
     outputs_model = n_model * (_UINT8 + _FLOAT16 * kept_probabilities)
+    if spilled:  # finished slabs of the outputs leave RAM row by row
+        outputs_model = thickness * max(plane, 1) * (_UINT8 + _FLOAT16 * kept_probabilities)
     window = batch_size * patch_voxels * (n_channels + 2 * num_classes) * _FLOAT32
     activations = batch_size * patch_voxels * activation_bytes_per_voxel * min(tta_passes, 2)
-    sliding = stacked + outputs_model + window
+    sliding = held_input + outputs_model + window
     if accumulator_on_host:
         sliding += slab + activations
 
-    outputs_input = n_in * (_UINT8 + _FLOAT16 * kept_probabilities)
-    back = outputs_model + 2 * outputs_input + n_in * (_UINT16 + _UINT8) + raw // max(n_channels, 1)
+    outputs_input = n_in * (_UINT8 + (0 if spilled else _FLOAT16 * kept_probabilities))
+    components = n_in * (_UINT32 + _UINT8)  # connected components and the mask
+    back = outputs_model + 2 * outputs_input + components
     return MemoryEstimate(int(preprocessing), int(sliding), int(back))
 
 

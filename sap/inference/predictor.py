@@ -219,6 +219,7 @@ class Predictor:
             tta_passes=4 if self.tta else 1,
             accumulator_on_host=self.device.type == "cpu",
             input_dtype=self.input_dtype,
+            spill=self.spill,
         )
 
     def _memory_limit(self) -> int | None:

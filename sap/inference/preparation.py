@@ -75,10 +75,12 @@ def estimate_case_memory(
     tta_passes: int,
     accumulator_on_host: bool,
     input_dtype: torch.dtype,
+    spill: bool | None = None,
 ) -> MemoryEstimate:
     """RAM per stage of predicting ``case`` with a model of ``recipe``, from image headers.
 
-    The keyword arguments are those of :func:`sap.inference.memory.estimate_memory`.
+    The keyword arguments are those of :func:`sap.inference.memory.estimate_memory`;
+    ``spill`` as in :func:`prepare_case`.
     """
     import nibabel as nib
 
@@ -100,6 +102,7 @@ def estimate_case_memory(
         tta_passes=tta_passes,
         accumulator_on_host=accumulator_on_host,
         input_bytes_per_voxel=torch.finfo(input_dtype).bits // 8,
+        spilled=_spills(len(recipe.channels), model_shape, input_dtype, spill),
     )
 
 
@@ -168,6 +171,15 @@ def prepare_case(
     )
 
 
+def _spills(channels: int, shape, dtype: torch.dtype, spill: bool | None) -> bool:
+    """Whether the network input goes to a temporary file (``None``: when it is large)."""
+    if dtype not in (torch.float16, torch.float32):  # numpy, which maps the file, has no bfloat16
+        return False
+    if spill is None:
+        return channels * math.prod(shape) * (torch.finfo(dtype).bits // 8) >= SPILL_MIN_BYTES
+    return bool(spill)
+
+
 def _network_input(
     channels: int, shape: tuple[int, ...], dtype: torch.dtype, spill: bool | None
 ) -> tuple[torch.Tensor, np.ndarray | None, int | None]:
@@ -177,10 +189,7 @@ def _network_input(
     axis (ties: the last), so that the windows of one row of the sliding window read one
     contiguous part of each channel; ``image`` is a view of it in ``[C, X, Y, Z]`` order.
     """
-    itemsize = torch.finfo(dtype).bits // 8
-    if spill is None:
-        spill = channels * math.prod(shape) * itemsize >= SPILL_MIN_BYTES
-    if not spill or dtype not in (torch.float16, torch.float32):  # numpy has no bfloat16
+    if not _spills(channels, shape, dtype, spill):
         return torch.empty((channels, *shape), dtype=dtype), None, None
     row_axis = max(range(3), key=lambda a: (shape[a], a))
     others = [a for a in range(3) if a != row_axis]
