@@ -117,3 +117,17 @@ def test_sap_predict_spill_disk_writes_what_spill_memory_writes(case, tmp_path, 
             )
     assert "lesion.nii.gz" in written["disk"] and "lesions.csv" in written["disk"]
     assert written["disk"] == written["memory"]
+
+
+def test_memory_check_counts_what_a_spilled_whole_body_case_holds():
+    from sap.inference.memory import estimate_memory
+
+    shape = (400, 300, 1100)
+    voxels = 400 * 300 * 1100
+    common = dict(kept_probabilities=1, batch_size=2)
+    in_ram = estimate_memory(shape, [voxels] * 2, shape, 2, (96,) * 3, **common)
+    spilled = estimate_memory(shape, [voxels] * 2, shape, 2, (96,) * 3, spilled=True, **common)
+    gib = 1024**3
+    # One float32 channel read and one on the model grid: 2 x 0.49 GiB, plus a row of input.
+    assert 0.98 * gib < spilled.preprocessing < 1.1 * gib
+    assert spilled.peak < 0.65 * in_ram.peak
