@@ -37,6 +37,10 @@ NIFTI_SUFFIXES: tuple[str, ...] = (".nii.gz", ".nii")
 INPUT_SCAN_FILES: tuple[str, ...] = tuple(DEFAULT_CHANNEL_FILES.values())
 #: Prediction and reference are one grid when their voxel centres are this close (in voxels).
 GRID_TOLERANCE_VOXELS = 0.1
+#: How far outside [0, 1] a probability map may read and still be one: a ``uint8`` map with
+#: ``scl_slope = 1/255`` (what ``sap predict`` writes) reads 255 as 1.00000006, because the
+#: NIfTI header stores the slope as float32. Such values are clipped to [0, 1].
+PROBABILITY_TOLERANCE = 1e-6
 #: Image of a reference case folder that gives the body mask and the pictures' background.
 BODY_IMAGE_FILE = DEFAULT_CHANNEL_FILES["T1"]
 
@@ -195,7 +199,7 @@ def load_case(
     except VolumeReadError as error:
         raise ValueError(f"Case {case.case_id!r}: {error}") from error
     if prob:
-        check_probabilities(case.case_id, case.prediction, pred)
+        pred = check_probabilities(case.case_id, case.prediction, pred)
     else:
         check_binary(case.case_id, case.prediction, pred)
     return pred, ref, pred_file.affine
@@ -258,14 +262,25 @@ def check_binary(case_id: str, path: Path, data: np.ndarray) -> None:
         )
 
 
-def check_probabilities(case_id: str, path: Path, data: np.ndarray) -> None:
-    """Refuse probability maps outside [0, 1] (logits, or label maps)."""
+def check_probabilities(case_id: str, path: Path, data: np.ndarray) -> np.ndarray:
+    """``data`` clipped to [0, 1]; refuse maps further outside than :data:`PROBABILITY_TOLERANCE`.
+
+    >>> check_probabilities("a", Path("p.nii.gz"), np.array([0.0, 255 * np.float32(1 / 255)]))
+    array([0., 1.])
+    """
     low, high = float(np.min(data)), float(np.max(data))
-    if low < 0.0 or high > 1.0 or not np.isfinite([low, high]).all():
+    if (
+        low < -PROBABILITY_TOLERANCE
+        or high > 1.0 + PROBABILITY_TOLERANCE
+        or not np.isfinite([low, high]).all()
+    ):
         raise ValueError(
-            f"Case {case_id!r}: probability map {path} has values in [{low:.3g}, {high:.3g}], "
+            f"Case {case_id!r}: probability map {path} has values in [{low:.9g}, {high:.9g}], "
             f"not [0, 1]. Save softmax probabilities of the lesion class, not logits."
         )
+    if low < 0.0 or high > 1.0:
+        return np.clip(data, 0.0, 1.0)
+    return data
 
 
 def _find_references(

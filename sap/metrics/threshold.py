@@ -81,7 +81,9 @@ def tune_threshold(
     Args:
         exams: tuning-set exams from :func:`sap.metrics.froc.exam_froc`.
         beta: β of F-beta (2: sensitivity weighted four times precision).
-        thresholds: candidates to try; default: every threshold where a count changes.
+        thresholds: candidates to try; default: every threshold where a count changes
+            (only 1.0 when no voxel of any exam reaches ``min_prob``: a model that finds
+            nothing is scored as finding nothing, not refused).
         aggregate: ``"mean"`` or ``"median"`` over patients.
     """
     if not exams:
@@ -92,14 +94,13 @@ def tune_threshold(
         events = candidate_thresholds(exams)
         events = events[np.isfinite(events)]
         if events.size == 0:
-            raise ValueError(
-                "No voxel of any tuning exam reaches min_prob: there is no threshold to tune. "
-                "Check that the tuning predictions are probability maps."
-            )
-        floor = max(exam.min_prob for exam in exams)
-        lower = np.append(events[1:], floor)
-        evaluate_at = events
-        report = np.where(lower < events, (events + lower) / 2.0, events)
+            # No voxel reaches min_prob: every threshold predicts nothing; the highest is kept.
+            evaluate_at = report = np.array([1.0])
+        else:
+            floor = max(exam.min_prob for exam in exams)
+            lower = np.append(events[1:], floor)
+            evaluate_at = events
+            report = np.where(lower < events, (events + lower) / 2.0, events)
     else:
         evaluate_at = np.sort(np.asarray(thresholds, dtype=np.float64))[::-1]
         lowest = max(exam.min_prob for exam in exams)

@@ -133,6 +133,21 @@ def test_probability_maps_without_prob_and_logits_with_it_are_refused(study):
         evaluate_folders(study / "tune", study / "ref", prob=True, bootstrap=None)
 
 
+def test_a_confident_map_as_sap_predict_writes_it_is_read_as_probabilities(study):
+    # uint8 with scl_slope = 1/255 (float32 in the header) reads 255 as 1.00000006.
+    from sap.inference.writer import save_probability_atomic
+    from sap.metrics.case_files import CaseFiles, load_case
+
+    path = study / "prob" / "case_a" / "lesion_probability.nii.gz"
+    save_probability_atomic(two_lesions().astype(np.float32), AFFINE, path)
+    case = CaseFiles("case_a", path, study / "ref" / "case_a" / "lesion.nii.gz")
+    prob, _, _ = load_case(case, prob=True)
+    assert prob.max() == 1.0 and prob.min() == 0.0
+    result = evaluate_folders(study / "prob", study / "ref", prob=True, bootstrap=None)
+    exams = {row["case_id"]: row for row in result.exam_table()}
+    assert exams["case_a"]["global_dice"] == 1.0
+
+
 def test_case_matching_names_what_is_missing_or_left_over(study):
     save_nifti(study / "pred" / "orphan.nii.gz", two_lesions())
     with pytest.warns(EvaluationWarning, match="ignoring 1 prediction.*orphan"):

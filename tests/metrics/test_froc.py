@@ -195,6 +195,16 @@ def test_tuning_finds_the_threshold_that_maximises_f2():
     assert grid.threshold == 0.3 and grid.score == pytest.approx(10 / 11)
 
 
+def test_tuning_a_model_that_finds_nothing_freezes_the_highest_threshold():
+    ref = np.zeros((3, 3, 3), dtype=bool)
+    ref[1, 1, 1] = True
+    quiet = np.full(ref.shape, 0.001)  # below min_prob everywhere
+    exams = [exam_froc(quiet, ref, 1.0), exam_froc(quiet, np.zeros_like(ref), 1.0)]
+    tuning = tune_threshold(exams)
+    # The patient with a lesion scores F2 = 0, the lesion-free one 1.
+    assert tuning.threshold == 1.0 and tuning.score == 0.5
+
+
 def test_tuning_averages_patients_and_breaks_ties_towards_higher_thresholds():
     ref = np.zeros((3, 3, 3), dtype=bool)
     ref[1, 1, 1] = True
