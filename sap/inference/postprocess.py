@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from sap.inference.spill import first_axis_slabs
+from sap.inference.spill import slabs
 from sap.volume import DEFAULT_CONNECTIVITY, label_components, min_voxels_for_volume
 
 
@@ -48,16 +48,16 @@ def remove_small_components(
     """
     components, count = label_components(mask, connectivity)
     cleaned = np.empty(components.shape, np.uint8) if out is None else out.view(np.uint8)
-    slabs = first_axis_slabs(components.shape)
+    parts = slabs(components.shape)
     sizes = np.zeros(count + 1, np.int64)
-    for part in slabs:  # np.bincount of the whole volume would copy it as int64
+    for part in parts:  # np.bincount of the whole volume would copy it as int64
         sizes += np.bincount(components[part].reshape(-1), minlength=count + 1)
     sizes[0] = 0
     kept = np.flatnonzero((sizes > 0) & (sizes >= min_voxels_for_volume(min_volume_ml, spacing_mm)))
     order = kept[np.argsort(-sizes[kept], kind="stable")]
     relabel = np.zeros(count + 1, dtype=components.dtype)
     relabel[order] = np.arange(1, len(order) + 1, dtype=components.dtype)
-    for part in slabs:
+    for part in parts:
         components[part] = relabel[components[part]]
         np.greater(components[part], 0, out=cleaned[part].view(bool))
     return cleaned, components, len(order)

@@ -46,7 +46,7 @@ from sap.inference.sliding import (
     window_starts,
 )
 from sap.inference.space import resample_to_grid
-from sap.inference.spill import first_axis_slabs, release_pages
+from sap.inference.spill import release_pages, slabs
 from sap.inference.tta import flip_tta, tta_flip_axes
 from sap.labels import TASK_LABEL_FILES
 from sap.recipe import ModelRecipe
@@ -373,7 +373,7 @@ class Predictor:
         """Threshold, then drop components below ``min_volume_ml``."""
         spacing = spacing_from_affine(prepared.reference_affine)
         mask = np.empty(probability.shape, dtype=bool)
-        for part in first_axis_slabs(probability.shape):  # no whole-volume float32 comparison
+        for part in slabs(probability.shape):  # no whole-volume float32 comparison
             np.greater_equal(probability[part], np.float16(self.threshold), out=mask[part])
         release_pages(probability)
         labels, _, count = remove_small_components(mask, spacing, self.min_volume_ml, out=mask)

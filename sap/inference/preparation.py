@@ -23,7 +23,7 @@ from sap.data.transforms import rescale_percentiles_
 from sap.inference.inputs import CaseChannels, InputError
 from sap.inference.memory import MemoryEstimate, estimate_memory
 from sap.inference.prediction import PreparedInput
-from sap.inference.spill import SPILL_MIN_BYTES, release_pages, spilled_empty
+from sap.inference.spill import SPILL_MIN_BYTES, release_pages, slabs, spilled_empty
 from sap.recipe import ModelRecipe
 from sap.volume import spacing_from_affine
 
@@ -298,12 +298,7 @@ def _store(
     if storage is None or row_axis is None:
         target[...] = data
         return
-    plane = math.prod(data.shape) // data.shape[row_axis]
-    step = max(1, (1 << 24) // max(1, plane))
-    for start in range(0, data.shape[row_axis], step):
-        part = tuple(
-            slice(start, start + step) if axis == row_axis else slice(None) for axis in range(3)
-        )
+    for part in slabs(data.shape, axis=row_axis, voxels=1 << 24):
         target[part] = data[part]
         release_pages(storage)
 

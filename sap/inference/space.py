@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import ndimage
 
-from sap.inference.spill import first_axis_slabs, is_spilled, release_pages, spilled_empty
+from sap.inference.spill import is_spilled, release_pages, slabs, spilled_empty
 
 #: Voxel offsets closer than this to an integer count as exact (sform/qform float noise).
 _INTEGER_TOLERANCE = 1e-3
@@ -127,7 +127,7 @@ def _reindex(
     if not is_spilled(array):
         return np.ascontiguousarray(view)
     out = spilled_empty(view.shape, view.dtype)  # a spilled map stays spilled
-    for part in first_axis_slabs(view.shape):
+    for part in slabs(view.shape):
         out[part] = view[part]
         release_pages(array, out)
     return out

@@ -67,15 +67,19 @@ def release_pages(*arrays: np.ndarray) -> None:
             mapped.madvise(mmap.MADV_DONTNEED)
 
 
-def first_axis_slabs(shape: Sequence[int], voxels: int = 1 << 22) -> list[tuple[slice]]:
-    """Index tuples of slabs along the first axis of about ``voxels`` voxels each: how a
-    whole volume is processed without temporaries of its size.
+def slabs(shape: Sequence[int], axis: int = 0, voxels: int = 1 << 22) -> list[tuple[slice, ...]]:
+    """Index tuples of slabs along ``axis`` of about ``voxels`` voxels each: how a whole
+    volume is processed without temporaries of its size.
 
-    >>> first_axis_slabs((5, 2, 2), voxels=8)
+    >>> slabs((5, 2, 2), voxels=8)
     [(slice(0, 2, None),), (slice(2, 4, None),), (slice(4, 5, None),)]
+    >>> slabs((2, 5), axis=1, voxels=6)[-1]
+    (slice(None, None, None), slice(3, 5, None))
     """
-    rows = max(1, voxels // max(1, int(np.prod(shape[1:]))))
-    return [(slice(i, min(i + rows, shape[0])),) for i in range(0, shape[0], rows)]
+    plane = int(np.prod(shape)) // max(1, int(shape[axis]))
+    rows = max(1, voxels // max(1, plane))
+    lead = (slice(None),) * axis
+    return [(*lead, slice(i, min(i + rows, shape[axis]))) for i in range(0, shape[axis], rows)]
 
 
-__all__ = ["SPILL_MIN_BYTES", "first_axis_slabs", "is_spilled", "release_pages", "spilled_empty"]
+__all__ = ["SPILL_MIN_BYTES", "is_spilled", "release_pages", "slabs", "spilled_empty"]

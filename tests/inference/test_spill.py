@@ -14,7 +14,7 @@ import torch
 from sap.inference import Predictor
 from sap.inference.inputs import CaseSource
 from sap.inference.pipeline import predict_case
-from sap.inference.spill import first_axis_slabs, is_spilled, release_pages, spilled_empty
+from sap.inference.spill import is_spilled, release_pages, slabs, spilled_empty
 from tests.helpers.inference import (
     PointwiseLesionModel,
     blob_volume,
@@ -89,12 +89,16 @@ def test_released_pages_leave_resident_memory_and_keep_their_values():
     release_pages(np.zeros(3))  # arrays in RAM are left alone
 
 
-def test_first_axis_slabs_cover_the_volume_once():
-    slabs = first_axis_slabs((10, 4, 4), voxels=48)
+def test_slabs_cover_the_volume_once():
+    parts = slabs((10, 4, 4), voxels=48)
     covered = np.zeros(10, int)
-    for (part,) in slabs:
+    for (part,) in parts:
         covered[part] += 1
-    assert covered.tolist() == [1] * 10 and len(slabs) == 4
+    assert covered.tolist() == [1] * 10 and len(parts) == 4
+    volume = np.zeros((3, 7, 2), int)
+    for part in slabs(volume.shape, axis=1, voxels=12):
+        volume[part] += 1
+    assert (volume == 1).all()
 
 
 def test_sap_predict_spill_disk_writes_what_spill_memory_writes(case, tmp_path, capsys):
