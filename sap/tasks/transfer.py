@@ -55,7 +55,7 @@ class TransferReport:
 
     def summary(self) -> str:
         lines = [
-            f"SAP transfer from {self.source}: {len(self.loaded)} tensors loaded, "
+            f"Transfer of pretrained weights from {self.source}: {len(self.loaded)} tensors loaded, "
             f"{len(self.skipped)} tensors of groups not transferred left freshly initialised, "
             f"{len(self.missing)} missing, {len(self.unexpected)} unexpected, "
             f"{len(self.shape_mismatch)} with a different shape."
