@@ -9,10 +9,14 @@ continues where it stopped and a changed setting redoes exactly what it touches:
 2. pretraining once: SAP's skeleton model and the SSL encoder on the same healthy scans
    (``OUT/pretrain/skeleton``, ``OUT/pretrain/ssl``), with their compute;
 3. for every seed, test fold and arm: fine-tune, predict, tune the threshold
-   (``OUT/finetune/<arm>/seed_<s>/fold_<k>``; :mod:`~sap.experiments.benchmark_folds`);
+   (``OUT/finetune/<arm>/seed_<s>/fold_<k>/lr_encoder_<rate>``;
+   :mod:`~sap.experiments.benchmark_folds`); an arm with several candidate encoder rates
+   is fine-tuned with each, and the one with the best F-beta on the tuning fold is tested;
 4. scoring per arm and seed (``OUT/scores/<arm>/seed_<s>``) and the comparison
    (:mod:`~sap.experiments.benchmark_results`);
-5. the feature analysis before fine-tuning (``OUT/features``; :mod:`~sap.experiments.features`);
+5. the feature analysis before fine-tuning (``OUT/features``; :mod:`~sap.experiments.features`)
+   and SAP's skeleton model on the tuning fold's skeleton labels (``OUT/skeleton_check``;
+   :mod:`~sap.experiments.skeleton_check`);
 6. ``OUT/results.json``, CSV tables, ``OUT/report.md`` and figures
    (:mod:`~sap.experiments.benchmark_report`).
 """
@@ -195,6 +199,7 @@ def run_benchmark(
     runs = _finetune(config, split, files, pretrained, stages, progress, out)
     scores = _score(config, files, runs, stages, out)
     features = _features(config, files, split, pretrained, stages, out)
+    skeleton = _skeleton_check(config, cohorts, split, pretrained, stages, out)
     results = write_outputs(
         config,
         out,
@@ -203,6 +208,7 @@ def run_benchmark(
         runs=runs,
         scores=scores,
         features=features,
+        skeleton=skeleton,
         command=command,
         threads=threads,
         runtime_s=time.perf_counter() - started,
@@ -252,7 +258,11 @@ def _pretraining_settings(training, init: str) -> dict[str, Any]:
 
 
 def _finetune(config, split: CrossValidation, files: FoldFiles, pretrained, stages, progress, out):
-    """Every seed x test fold x arm; ``runs[arm][seed][fold]`` = the run's record."""
+    """Every seed x test fold x arm x candidate encoder rate; ``runs[arm][seed][fold]`` = the
+    record of the candidate chosen on the tuning fold, with every candidate's record under
+    ``"candidates"`` (:func:`~sap.experiments.benchmark_folds.choose_on_tuning_fold`)."""
+    from sap.experiments.benchmark_folds import choose_on_tuning_fold
+
     finetuning = {
         k: v for k, v in vars(config.training).items() if not k.startswith(("skeleton_", "ssl_"))
     }
@@ -261,31 +271,47 @@ def _finetune(config, split: CrossValidation, files: FoldFiles, pretrained, stag
         for fold in split.test_folds:
             for name, arm in config.arms.items():
                 source = pretrained.get(arm.init)
-                key = stage_key(
-                    finetuning, arm, seed, split.to_dict(), fold,
-                    None if source is None else source["key"], config.evaluation,
-                )  # fmt: skip
-                folder = out / "finetune" / name / f"seed_{seed}" / f"fold_{fold}"
                 init = None if source is None else Path(source["checkpoint"])
-                work = functools.partial(
-                    _fold_job,
-                    config,
-                    files,
-                    split.tuning_fold,
-                    fold,
-                    arm,
-                    seed,
-                    init,
-                    folder,
-                    progress,
-                )
-                jobs.append(Job(f"fine-tuning {name}, seed {seed}, fold {fold}", folder, key, work))
-                cells.append((name, str(seed), fold, key))
-    runs: dict[str, dict[str, dict[int, dict]]] = {arm: {} for arm in config.arms}
-    for (name, seed, fold, key), record in zip(
+                for rate in arm.candidate_rates():
+                    one = arm.with_rate(rate)
+                    # The key holds this candidate's rate only: adding or dropping another
+                    # candidate redoes no finished run.
+                    key = stage_key(
+                        finetuning, one, seed, split.to_dict(), fold,
+                        None if source is None else source["key"], config.evaluation,
+                    )  # fmt: skip
+                    folder = (
+                        out / "finetune" / name / f"seed_{seed}" / f"fold_{fold}"
+                        / f"lr_encoder_{rate:g}"
+                    )  # fmt: skip
+                    work = functools.partial(
+                        _fold_job,
+                        config,
+                        files,
+                        split.tuning_fold,
+                        fold,
+                        one,
+                        seed,
+                        init,
+                        folder,
+                        progress,
+                    )
+                    label = f"fine-tuning {name}, seed {seed}, fold {fold}"
+                    if len(arm.candidate_rates()) > 1:
+                        label += f", encoder rate {rate:g}"
+                    jobs.append(Job(label, folder, key, work))
+                    cells.append((name, str(seed), fold, rate, key))
+    candidates: dict[tuple[str, str, int], list[dict]] = {}
+    for (name, seed, fold, rate, key), record in zip(
         cells, run_jobs(stages, jobs, config.workers, config.training.torch_threads)
     ):
-        runs[name].setdefault(seed, {})[fold] = {"key": key, **record}
+        candidates.setdefault((name, seed, fold), []).append(
+            {"key": key, "lr_encoder": rate, **record}
+        )
+    runs: dict[str, dict[str, dict[int, dict]]] = {arm: {} for arm in config.arms}
+    for (name, seed, fold), records in candidates.items():
+        chosen = choose_on_tuning_fold(records)
+        runs[name].setdefault(seed, {})[fold] = {**chosen, "candidates": records}
     return runs
 
 
@@ -328,6 +354,38 @@ def _features(config, files: FoldFiles, split, pretrained, stages: Stages, out: 
     checkpoints = {init: record["checkpoint"] for init, record in pretrained.items()}
     work = functools.partial(_features_job, config, files.manifest(split.tuning_fold), checkpoints)
     return stages.run("feature analysis (t-SNE)", out / "features", key, work)
+
+
+def _skeleton_check(config, cohorts, split, pretrained, stages: Stages, out: Path):
+    """SAP's skeleton model on the tuning fold's skeleton labels, or ``None`` without SAP."""
+    if "sap" not in pretrained:
+        return None
+    cases = sorted(split.tuning_cases())
+    key = stage_key(
+        pretrained["sap"]["key"], cohorts.identity["metastatic"], cases,
+        config.training.sw_overlap, config.evaluation.predict_batch_size,
+    )  # fmt: skip
+    work = functools.partial(
+        _skeleton_check_job,
+        pretrained["sap"]["checkpoint"],
+        cohorts.metastatic,
+        cases,
+        config.training.sw_overlap,
+        config.evaluation.predict_batch_size,
+    )
+    return stages.run("skeleton model check", out / "skeleton_check", key, work)
+
+
+def _skeleton_check_job(checkpoint, cohort: Path, case_ids, overlap: float, batch: int) -> dict:
+    from sap.data.cases import CaseLayout, discover_cases
+    from sap.experiments.skeleton_check import skeleton_quality
+    from sap.labels import CHANNELS
+
+    wanted = set(case_ids)
+    cases = [
+        c for c in discover_cases(cohort, CaseLayout(channels=CHANNELS)) if c.case_id in wanted
+    ]
+    return skeleton_quality(checkpoint, cases, overlap=overlap, batch_size=batch)
 
 
 def _features_job(config: BenchmarkConfig, manifest: Path, checkpoints: dict[str, str]) -> dict:

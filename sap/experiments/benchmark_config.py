@@ -66,13 +66,17 @@ class ArmConfig:
 
     Args:
         init: ``"scratch"`` (random), ``"sap"`` (the skeleton model) or ``"ssl"``.
-        lr_encoder: encoder learning rate (decoder and head: ``training.lesion_lr_decoder``).
+        lr_encoder: encoder learning rate (decoder and head: ``training.lesion_lr_decoder``),
+            or a list of candidate rates. With candidates the arm is fine-tuned once per
+            candidate for every test fold and seed, and the candidate with the highest
+            patient-level F-beta on the tuning fold (at its own tuned threshold) is the one
+            tested; ties go to the first listed. The choice never sees a test patient's score.
         transfer: groups loaded from the pretrained model; default by ``init``
             (``"encoder+decoder"`` for SAP, ``"encoder"`` for SSL).
     """
 
     init: InitName = "scratch"
-    lr_encoder: float = 1e-5
+    lr_encoder: float | list[float] = 1e-5
     transfer: TransferMode | None = None
 
     def transfer_mode(self) -> TransferMode:
@@ -80,6 +84,15 @@ class ArmConfig:
         if self.transfer is not None:
             return self.transfer
         return "encoder" if self.init == "ssl" else "encoder+decoder"
+
+    def candidate_rates(self) -> list[float]:
+        """The encoder learning rates this arm is fine-tuned with (one unless a list is given)."""
+        rates = self.lr_encoder if isinstance(self.lr_encoder, list | tuple) else [self.lr_encoder]
+        return [float(rate) for rate in rates]
+
+    def with_rate(self, lr_encoder: float) -> ArmConfig:
+        """This arm with one encoder rate: what a single fine-tuning run depends on."""
+        return ArmConfig(self.init, float(lr_encoder), self.transfer)
 
 
 def paper_arms() -> dict[str, ArmConfig]:
@@ -173,6 +186,12 @@ class BenchmarkConfig:
                 )
             if not name.replace("_", "").isalnum():
                 raise ValueError(f"arm name {name!r}: use letters, digits and '_' only")
+            rates = arm.candidate_rates()
+            if not rates or len(set(rates)) != len(rates) or min(rates) <= 0:
+                raise ValueError(
+                    f"arm {name!r}: lr_encoder must be a positive rate or a list of distinct "
+                    f"positive rates, got {arm.lr_encoder!r}"
+                )
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready copy (tuples as lists)."""

@@ -11,7 +11,9 @@ scoring happens once all folds are done (:mod:`sap.experiments.benchmark_results
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +49,9 @@ def run_fold(
         folder: where the run writes (checkpoints, logs, predictions).
         progress: show Lightning's progress bars.
     """
+    rates = arm.candidate_rates()
+    if len(rates) != 1:
+        raise ValueError(f"one fine-tuning run takes one encoder rate, got {arm.lr_encoder!r}")
     settings = dataclasses.replace(config.training, seed=int(seed))
     trained = finetune_lesion(
         files.training_manifest(fold),
@@ -56,7 +61,7 @@ def run_fold(
         name=folder.name,
         progress=progress,
         transfer=arm.transfer_mode(),
-        lr_encoder=arm.lr_encoder,
+        lr_encoder=rates[0],
     )
     start = time.perf_counter()
     predictor = _predictor(trained.checkpoint, config)
@@ -73,6 +78,32 @@ def run_fold(
         "checkpoint": str(trained.checkpoint),
         "transferred_tensors": None if transfer is None else len(transfer.loaded),
     }
+
+
+def choose_on_tuning_fold(records: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]:
+    """The candidate run with the highest tuning-fold F-beta; ties go to the first listed.
+
+    Each record is one fine-tuning of the same arm, seed and test fold with another encoder
+    learning rate, scored on the tuning fold only (``tuning_f_beta`` at its own tuned
+    threshold). Nothing of the test fold enters the choice, so the tested model is chosen
+    the way a user without test labels would choose it.
+
+    >>> choose_on_tuning_fold([{"lr_encoder": 1, "tuning_f_beta": 0.4},
+    ...                        {"lr_encoder": 2, "tuning_f_beta": 0.5}])["lr_encoder"]
+    2
+    """
+    if not records:
+        raise ValueError("no candidate runs to choose from")
+
+    def score(record: Mapping[str, Any]) -> float:
+        value = record.get("tuning_f_beta")
+        return -math.inf if value is None or math.isnan(float(value)) else float(value)
+
+    best = records[0]
+    for record in records[1:]:
+        if score(record) > score(best):
+            best = record
+    return best
 
 
 def _predictor(checkpoint: Path, config: BenchmarkConfig) -> Any:
@@ -128,4 +159,10 @@ def detection_settings(config: BenchmarkConfig) -> Any:
     )
 
 
-__all__ = ["TEST_PREDICTIONS", "TUNING_PREDICTIONS", "detection_settings", "run_fold"]
+__all__ = [
+    "TEST_PREDICTIONS",
+    "TUNING_PREDICTIONS",
+    "choose_on_tuning_fold",
+    "detection_settings",
+    "run_fold",
+]

@@ -36,7 +36,7 @@ PACKAGES: tuple[str, ...] = (
 
 
 def write_outputs(config, out: Path, *, split, pretrained, runs, scores, features, command,
-                  threads, runtime_s, stages) -> dict[str, Any]:  # fmt: skip
+                  threads, runtime_s, stages, skeleton=None) -> dict[str, Any]:  # fmt: skip
     """Assemble, write and render the results of a finished benchmark; returns them."""
     from sap.experiments.benchmark_results import combine_seeds, compare_arms
     from sap.metrics.summary import headline_metrics, json_ready
@@ -58,6 +58,7 @@ def write_outputs(config, out: Path, *, split, pretrained, runs, scores, feature
         "stages": stages,
         "splits": split.to_dict(),
         "compute": _compute(pretrained, runs, scores, features),
+        "selection": _selection(runs),
         "per_seed": {
             arm: {
                 seed: headline_metrics(s["summary"]) | {"thresholds": s["thresholds"]}
@@ -82,6 +83,9 @@ def write_outputs(config, out: Path, *, split, pretrained, runs, scores, feature
         "features": None
         if features is None
         else {k: v for k, v in features.items() if k not in ("wall_s", "cpu_s")},
+        "skeleton_model": None
+        if skeleton is None
+        else {k: v for k, v in skeleton.items() if k not in ("wall_s", "cpu_s")},
     }
     results = json_ready(results)
     write_text_atomic(out / "results.json", json.dumps(results, indent=1, allow_nan=False) + "\n")
@@ -116,7 +120,13 @@ def environment(threads: int) -> dict[str, Any]:
 def _compute(pretrained, runs, scores, features) -> dict[str, Any]:
     finetuning = {}
     for arm, by_seed in runs.items():
-        records = [r for folds in by_seed.values() for r in folds.values()]
+        # Every candidate run was computed, chosen or not.
+        records = [
+            c
+            for folds in by_seed.values()
+            for r in folds.values()
+            for c in r.get("candidates", [r])
+        ]
         finetuning[arm] = {
             "runs": len(records),
             "train_s": round(sum(r["train"]["seconds"] for r in records), 1),
@@ -135,6 +145,26 @@ def _compute(pretrained, runs, scores, features) -> dict[str, Any]:
         ),
         "features_s": None if features is None else features.get("wall_s"),
         "features_cpu_s": None if features is None else features.get("cpu_s"),
+    }
+
+
+def _selection(runs) -> dict[str, Any]:
+    """``{arm: {seed: {fold: {"chosen": rate, "tuning_f_beta": {rate: F-beta}}}}}``."""
+    return {
+        arm: {
+            seed: {
+                str(fold): {
+                    "chosen": record.get("lr_encoder"),
+                    "tuning_f_beta": {
+                        f"{c['lr_encoder']:g}": c.get("tuning_f_beta")
+                        for c in record.get("candidates", [])
+                    },
+                }
+                for fold, record in sorted(folds.items())
+            }
+            for seed, folds in by_seed.items()
+        }
+        for arm, by_seed in runs.items()
     }
 
 
@@ -184,8 +214,12 @@ def render_report(results: dict[str, Any], out: Path) -> Path:
     if results.get("features"):
         plots.plot_tsne(results["features"], out / "tsne.png")
         sections.append(_features(results["features"]))
-    sections += [_compute_section(results), _protocol(results), _reproduce(results)]
-    return write_text_atomic(out / "report.md", "\n".join(sections))
+    sections += [
+        _skeleton_section(results),
+        _selection_section(results), _compute_section(results), _protocol(results),
+        _reproduce(results),
+    ]  # fmt: skip
+    return write_text_atomic(out / "report.md", "\n".join(part for part in sections if part))
 
 
 def _header(results: dict[str, Any]) -> str:
@@ -315,6 +349,65 @@ def _features(features: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _skeleton_section(results: dict[str, Any]) -> str:
+    """SAP's premise: does the transferred skeleton model segment the patients' bones?"""
+    check = results.get("skeleton_model")
+    if not check:
+        return ""
+    if not check.get("cases"):
+        return (
+            "## SAP's skeleton model\n\nNot measured: no tuning-fold case has a skeleton label "
+            "map.\n"
+        )
+    regions = check.get("region_dice") or {}
+    lines = [
+        "## SAP's skeleton model\n",
+        f"The skeleton model SAP transfers, predicting the {check['cases']} tuning-fold patients "
+        "(never trained on) against their skeleton labels; medians over patients. A model that "
+        "predicts the wrong amount of bone (volume ratio far from 1) or confuses the regions "
+        "gives SAP little anatomy to transfer.\n",
+        "| bone Dice | predicted / reference bone | mean region Dice |",
+        "|---|---|---|",
+        f"| {_n(check['foreground_dice'])} | {_n(check['volume_ratio'], 2)} | "
+        f"{_n(check['mean_region_dice'])} |\n",
+        "| " + " | ".join(regions) + " |",
+        "|" + "---|" * len(regions),
+        "| " + " | ".join(_n(v, 2) for v in regions.values()) + " |",
+        "\nRegion Dice pooled over the patients (one confusion matrix).",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _selection_section(results: dict[str, Any]) -> str:
+    """Which encoder rate each arm's run used, and every candidate's tuning-fold F2."""
+    selection = results.get("selection") or {}
+    lines = [
+        "## Encoder learning rate, chosen on the tuning fold\n",
+        "| arm | seed | test fold | tuning-fold F2 per candidate rate | tested |",
+        "|---|---|---|---|---|",
+    ]
+    several = False
+    for arm, by_seed in selection.items():
+        for seed, folds in by_seed.items():
+            for fold, entry in folds.items():
+                scores = entry.get("tuning_f_beta") or {}
+                several |= len(scores) > 1
+                cells = ", ".join(f"{rate}: {_n(f2)}" for rate, f2 in scores.items())
+                chosen = entry.get("chosen")
+                lines.append(f"| {arm} | {seed} | {fold} | {cells or '–'} | "
+                             f"{'–' if chosen is None else f'{chosen:g}'} |")  # fmt: skip
+    if not several:
+        return ""
+    lines.append(
+        "\nAn arm given several encoder rates (`lr_encoder: [..]`) is fine-tuned once per rate "
+        "for every seed and test fold; the rate whose model has the highest mean patient-level "
+        "F2 on the tuning fold (each at its own tuned threshold) is the one tested, ties going "
+        "to the first listed. No test patient's score enters the choice. Compute below counts "
+        "every candidate run."
+    )
+    return "\n".join(lines) + "\n"
+
+
 def _compute_section(results: dict[str, Any]) -> str:
     compute = results["compute"]
     lines = [
@@ -343,6 +436,12 @@ def _compute_section(results: dict[str, Any]) -> str:
 
 def _protocol(results: dict[str, Any]) -> str:
     splits = results["splits"]
+    several = any(
+        len(entry.get("tuning_f_beta") or {}) > 1
+        for by_seed in (results.get("selection") or {}).values()
+        for folds in by_seed.values()
+        for entry in folds.values()
+    )
     folds = ", ".join(
         f"{i}: {len(cases)} patients / {splits['lesions_per_fold'][i]} lesions"
         for i, cases in enumerate(splits["folds"])
@@ -353,7 +452,9 @@ def _protocol(results: dict[str, Any]) -> str:
         f"Fold {splits['tuning_fold']} tunes every model's threshold (maximum mean patient-level "
         f"F2) and is never trained on or tested; for test fold k a model trains on the other "
         f"folds. Every arm sees the same data, epochs, augmentation and seed; they differ only in "
-        f"initialisation and encoder learning rate.\n"
+        f"initialisation and encoder learning rate"
+        + (" (chosen on the tuning fold where an arm lists several)" if several else "")
+        + ".\n"
     )
 
 

@@ -53,3 +53,28 @@ def test_statistics_pair_arms_by_patient_and_by_seed_and_fold(fake_run: Path) ->
     assert expected
     lines = (fake_run / "results_per_patient.csv").read_text(encoding="utf-8").splitlines()
     assert len(lines) == 1 + 3 * 2 * 4  # header + arms x seeds x patients
+
+
+def test_report_shows_the_encoder_rate_each_run_chose_and_counts_every_candidate(
+    fake_run: Path,
+) -> None:
+    results = json.loads((fake_run / "results.json").read_text(encoding="utf-8"))
+    chosen = results["selection"]["sap"]["0"]["1"]
+    assert chosen == {"chosen": 3e-3, "tuning_f_beta": {"0.0006": 0.4, "0.003": 0.5}}
+    assert results["selection"]["scratch"]["1"]["2"]["tuning_f_beta"] == {}
+    compute = results["compute"]["finetuning"]
+    assert compute["sap"]["runs"] == 8 and compute["scratch"]["runs"] == 4
+    assert compute["sap"]["steps"] == 2 * compute["scratch"]["steps"]
+    text = (fake_run / "report.md").read_text(encoding="utf-8")
+    assert "## Encoder learning rate, chosen on the tuning fold" in text
+    assert "| sap | 0 | 1 | 0.0006: 0.400, 0.003: 0.500 | 0.003 |" in text
+    assert "chosen on the tuning fold where an arm lists several" in text
+
+
+def test_report_shows_how_well_the_skeleton_model_segments_unseen_patients(fake_run: Path) -> None:
+    results = json.loads((fake_run / "results.json").read_text(encoding="utf-8"))
+    assert results["skeleton_model"]["foreground_dice"] == 0.7
+    assert "wall_s" not in results["skeleton_model"]
+    text = (fake_run / "report.md").read_text(encoding="utf-8")
+    assert "## SAP's skeleton model" in text and "| 0.700 | 1.03 | 0.170 |" in text
+    assert "| pelvis | sternum |" in text and "| 0.43 | – |" in text

@@ -58,6 +58,14 @@ def fake_benchmark_results(out: Path) -> dict[str, Any]:
     scores = {arm: {str(s): _scored(i, s) for s in (0, 1)} for i, arm in enumerate(ARMS)}
     record = {"train": {"seconds": 2.0, "epochs": 1, "steps": 3}, "predict_s": 1.0, "wall_s": 3.0}
     runs = {arm: {str(s): {1: record, 2: record} for s in (0, 1)} for arm in ARMS}
+    # SAP chose between two encoder rates on the tuning fold: 3e-3 (F2 0.5) over 6e-4 (0.4).
+    candidates = [
+        {**record, "lr_encoder": 6e-4, "tuning_f_beta": 0.4},
+        {**record, "lr_encoder": 3e-3, "tuning_f_beta": 0.5},
+    ]
+    runs["sap"] = {
+        str(s): {f: {**candidates[1], "candidates": candidates} for f in (1, 2)} for s in (0, 1)
+    }
     pretrained = {
         init: {"key": init, "seconds": 5.0, "epochs": 2, "steps": 8, "wall_s": 5.5}
         for init in ("sap", "ssl")
@@ -90,4 +98,7 @@ def fake_benchmark_results(out: Path) -> dict[str, Any]:
         config, out, split=split, pretrained=pretrained, runs=runs, scores=scores,
         features=features, command="sap benchmark --preset fake OUT", threads=1,
         runtime_s=12.0, stages={"ran": ["a"], "skipped": []},
+        skeleton={"cases": 2, "foreground_dice": 0.7, "volume_ratio": 1.03,
+                  "mean_region_dice": 0.17, "region_dice": {"pelvis": 0.43, "sternum": None},
+                  "per_case": {}, "wall_s": 1.0},
     )  # fmt: skip
