@@ -197,7 +197,7 @@ def run_benchmark(
     say(f"folds (cases): {[len(f) for f in split.folds]}, tuning fold {split.tuning_fold}")
     pretrained = _pretrain(config, cohorts, stages, progress)
     runs = _finetune(config, split, files, pretrained, stages, progress, out)
-    scores = _score(config, files, runs, stages, out)
+    scores = _score(config, files, runs, stages, out, _skeleton_maps(cohorts.metastatic))
     features = _features(config, files, split, pretrained, stages, out)
     skeleton = _skeleton_check(config, cohorts, split, pretrained, stages, out)
     results = write_outputs(
@@ -322,7 +322,18 @@ def _fold_job(config, files, tuning_fold, fold, arm, seed, init, folder: Path, p
     return {"folder": str(folder), **record}
 
 
-def _score(config, files: FoldFiles, runs, stages: Stages, out: Path) -> dict[str, Any]:
+def _skeleton_maps(cohort: Path) -> dict[str, str]:
+    """Case id -> skeleton label map, for the patients that have one (the phantoms do)."""
+    from sap.data.cases import CaseLayout, discover_cases
+    from sap.labels import CHANNELS
+
+    cases = discover_cases(cohort, CaseLayout(channels=CHANNELS))
+    return {c.case_id: str(c.skeleton) for c in cases if c.skeleton is not None}
+
+
+def _score(
+    config, files: FoldFiles, runs, stages: Stages, out: Path, skeletons: dict[str, str]
+) -> dict[str, Any]:
     """``scores[arm][seed]``: the pooled evaluation of one arm and seed over its test folds."""
     from sap.experiments.benchmark_results import score_arm_seed
 
@@ -330,8 +341,8 @@ def _score(config, files: FoldFiles, runs, stages: Stages, out: Path) -> dict[st
     for arm, by_seed in runs.items():
         for seed, folds in by_seed.items():
             folder = out / "scores" / arm / f"seed_{seed}"
-            key = stage_key([folds[f]["key"] for f in sorted(folds)], config.evaluation)
-            work = functools.partial(score_arm_seed, config, files, folds, folder)
+            key = stage_key([folds[f]["key"] for f in sorted(folds)], config.evaluation, skeletons)
+            work = functools.partial(score_arm_seed, config, files, folds, folder, skeletons)
             jobs.append(Job(f"scoring {arm}, seed {seed}", folder, key, work))
             cells.append((arm, seed))
     scores: dict[str, dict[str, Any]] = {}

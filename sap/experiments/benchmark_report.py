@@ -83,6 +83,7 @@ def write_outputs(config, out: Path, *, split, pretrained, runs, scores, feature
         "features": None
         if features is None
         else {k: v for k, v in features.items() if k not in ("wall_s", "cpu_s")},
+        "fp_location": _fp_location(scores),
         "skeleton_model": None
         if skeleton is None
         else {k: v for k, v in skeleton.items() if k not in ("wall_s", "cpu_s")},
@@ -146,6 +147,28 @@ def _compute(pretrained, runs, scores, features) -> dict[str, Any]:
         "features_s": None if features is None else features.get("wall_s"),
         "features_cpu_s": None if features is None else features.get("cpu_s"),
     }
+
+
+def _fp_location(scores) -> dict[str, Any]:
+    """Per arm: false positives per exam inside and outside bone, means over patients and seeds.
+
+    Only patients with a skeleton label map count; an arm without any gets ``None``.
+    """
+    location = {}
+    for arm, by_seed in scores.items():
+        cells = [c for s in by_seed.values() for c in (s.get("fp_location") or {}).values()]
+        if not cells:
+            location[arm] = None
+            continue
+        inside = sum(c["inside"] for c in cells)
+        outside = sum(c["outside"] for c in cells)
+        location[arm] = {
+            "exams": len({case for s in by_seed.values() for case in s.get("fp_location") or {}}),
+            "inside_per_exam": inside / len(cells),
+            "outside_per_exam": outside / len(cells),
+            "outside_share": outside / (inside + outside) if inside + outside else None,
+        }
+    return location
 
 
 def _selection(runs) -> dict[str, Any]:
@@ -215,6 +238,7 @@ def render_report(results: dict[str, Any], out: Path) -> Path:
         plots.plot_tsne(results["features"], out / "tsne.png")
         sections.append(_features(results["features"]))
     sections += [
+        _fp_location_section(results),
         _skeleton_section(results),
         _selection_section(results), _compute_section(results), _protocol(results),
         _reproduce(results),
@@ -346,6 +370,30 @@ def _features(features: dict[str, Any]) -> str:
                 f"{_n(d['intra_lesion_free'])} | {_n(d['inter'])} | {_n(d['ratio'])} | "
                 f"{_n(d['silhouette'])} |"
             )
+    return "\n".join(lines) + "\n"
+
+
+def _fp_location_section(results: dict[str, Any]) -> str:
+    """False positives inside and outside bone per arm: the anatomy prior's effect."""
+    location = {a: v for a, v in (results.get("fp_location") or {}).items() if v}
+    if not location:
+        return ""
+    lines = [
+        "## Where the false positives lie\n",
+        "| arm | patients | FP per exam touching bone | FP per exam outside bone | share outside bone |",
+        "|---|---|---|---|---|",
+    ]
+    for arm, v in location.items():
+        share = v["outside_share"]
+        lines.append(
+            f"| {arm} | {v['exams']} | {_n(v['inside_per_exam'], 2)} | "
+            f"{_n(v['outside_per_exam'], 2)} | {'–' if share is None else f'{100 * share:.0f} %'} |"
+        )
+    lines.append(
+        "\nMeans over test patients with a skeleton label map and over seeds, at the frozen "
+        "thresholds. A false positive touching bone needs the lesion's appearance to be told "
+        "from marrow; one outside bone is what an anatomy prior (SAP) should rule out."
+    )
     return "\n".join(lines) + "\n"
 
 

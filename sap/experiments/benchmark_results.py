@@ -34,6 +34,7 @@ def score_arm_seed(
     files: FoldFiles,
     runs: Mapping[int, Mapping[str, Any]],
     out_dir: Path,
+    skeletons: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Pooled evaluation of one arm and seed; writes tables and ``summary.json`` to ``out_dir``.
 
@@ -42,18 +43,25 @@ def score_arm_seed(
         files: the fold files (references of each fold).
         runs: test fold -> its run record (``folder`` and frozen ``threshold``).
         out_dir: where the tables go.
+        skeletons: case id -> skeleton label map, for the cases that have one: their false
+            positives are split into inside and outside bone
+            (:func:`sap.metrics.fp_location.false_positives_by_region`).
 
     Returns:
         ``{"summary", "froc_auc_per_fold", "froc_auc_large_per_fold", "thresholds",
-        "lesions", "fp_volumes_ml", "fold_of"}``.
+        "lesions", "fp_volumes_ml", "fold_of", "fp_location"}``; ``fp_location`` maps case id
+        to ``{"inside": n, "outside": n}`` for the cases with a skeleton label map.
     """
     from sap.labels import LESION_PROBABILITY_FILE
     from sap.metrics import Evaluation
     from sap.metrics.case_files import CaseFiles, load_case
+    from sap.metrics.fp_location import false_positives_by_region
     from sap.metrics.report import write_report
     from sap.metrics.summary import BootstrapSettings, froc_summary
-    from sap.volume import spacing_from_affine
+    from sap.volume import read_volume, spacing_from_affine
 
+    skeletons = skeletons or {}
+    fp_location: dict[str, dict[str, int]] = {}
     evaluation = Evaluation(detection_settings(config), min_prob=config.evaluation.min_prob)
     fold_of: dict[str, int] = {}
     for fold, run in sorted(runs.items()):
@@ -74,6 +82,15 @@ def score_arm_seed(
                 affine=affine,
             )
             fold_of[case.case_id] = fold
+            if case.case_id in skeletons:
+                bone, _ = read_volume(skeletons[case.case_id], what="skeleton label map")
+                location = false_positives_by_region(
+                    prob >= np.float64(run["threshold"]), ref, bone > 0, evaluation.settings
+                )
+                fp_location[case.case_id] = {
+                    "inside": location.inside,
+                    "outside": location.outside,
+                }
     bootstrap = BootstrapSettings(n_resamples=config.evaluation.bootstrap_resamples)
     summary = evaluation.summary(bootstrap)
     write_report(evaluation, out_dir, summary=summary, plots=False)
@@ -94,6 +111,7 @@ def score_arm_seed(
         ],
         "fp_volumes_ml": [float(v) for v in evaluation.fp_volumes_ml()],
         "fold_of": fold_of,
+        "fp_location": fp_location,
     }
 
 

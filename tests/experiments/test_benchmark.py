@@ -229,3 +229,12 @@ def test_killed_benchmark_resumes_and_gives_the_numbers_of_an_uninterrupted_run(
              / f"lr_encoder_{best}" / STAGE_FILE).read_text(encoding="utf-8")
         )["result"]["threshold"], "the tested model keeps the threshold it froze"  # fmt: skip
     assert numbers[1]["compute"]["finetuning"]["sap"]["runs"] == 4
+    # Phantoms carry skeleton labels: the skeleton model is checked on the 2 tuning patients,
+    # and every test patient's false positives are split by bone.
+    assert numbers[1]["skeleton_model"]["cases"] == 2
+    assert 0.0 <= numbers[1]["skeleton_model"]["foreground_dice"] <= 1.0
+    assert {arm: v["exams"] for arm, v in numbers[1]["fp_location"].items()} == {
+        "scratch": 4, "ssl": 4, "sap": 4,
+    }  # fmt: skip
+    report = (tmp_path / "resumed" / "report.md").read_text(encoding="utf-8")
+    assert "## Where the false positives lie" in report and "## SAP's skeleton model" in report

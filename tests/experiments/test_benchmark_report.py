@@ -78,3 +78,15 @@ def test_report_shows_how_well_the_skeleton_model_segments_unseen_patients(fake_
     text = (fake_run / "report.md").read_text(encoding="utf-8")
     assert "## SAP's skeleton model" in text and "| 0.700 | 1.03 | 0.170 |" in text
     assert "| pelvis | sternum |" in text and "| 0.43 | – |" in text
+
+
+def test_report_splits_false_positives_by_bone(fake_run: Path) -> None:
+    results = json.loads((fake_run / "results.json").read_text(encoding="utf-8"))
+    # Made up: every patient has 1 false positive in bone and arm_index (0, 1, 2) outside.
+    assert results["fp_location"]["sap"] == {
+        "exams": 4, "inside_per_exam": 1.0, "outside_per_exam": 0.0, "outside_share": 0.0
+    }  # fmt: skip
+    assert results["fp_location"]["ssl"]["outside_share"] == pytest.approx(2 / 3)
+    text = (fake_run / "report.md").read_text(encoding="utf-8")
+    assert "## Where the false positives lie" in text
+    assert "| scratch | 4 | 1.00 | 1.00 | 50 % |" in text

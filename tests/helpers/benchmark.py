@@ -44,6 +44,7 @@ def _scored(arm_index: int, seed: int) -> dict[str, Any]:
         ],
         "fp_volumes_ml": [float(v) for v in evaluation.fp_volumes_ml()],
         "fold_of": fold_of,
+        "fp_location": {case: {"inside": 1, "outside": arm_index} for case in fold_of},
         "wall_s": 1.0,
     }
 
