@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from sap.experiments.benchmark_config import BenchmarkConfig, stage_key
-from sap.experiments.benchmark_data import FoldFiles, prepare_cohorts, split_cohort
+from sap.experiments.benchmark_data import FoldFiles, cohort_cases, prepare_cohorts, split_cohort
 from sap.experiments.cv_splits import CrossValidation
 from sap.io import cleanup_on_signals, write_text_atomic
 
@@ -324,10 +324,7 @@ def _fold_job(config, files, tuning_fold, fold, arm, seed, init, folder: Path, p
 
 def _skeleton_maps(cohort: Path) -> dict[str, str]:
     """Case id -> skeleton label map, for the patients that have one (the phantoms do)."""
-    from sap.data.cases import CaseLayout, discover_cases
-    from sap.labels import CHANNELS
-
-    cases = discover_cases(cohort, CaseLayout(channels=CHANNELS))
+    cases = cohort_cases(cohort).values()
     return {c.case_id: str(c.skeleton) for c in cases if c.skeleton is not None}
 
 
@@ -388,15 +385,12 @@ def _skeleton_check(config, cohorts, split, pretrained, stages: Stages, out: Pat
 
 
 def _skeleton_check_job(checkpoint, cohort: Path, case_ids, overlap: float, batch: int) -> dict:
-    from sap.data.cases import CaseLayout, discover_cases
     from sap.experiments.skeleton_check import skeleton_quality
-    from sap.labels import CHANNELS
 
-    wanted = set(case_ids)
-    cases = [
-        c for c in discover_cases(cohort, CaseLayout(channels=CHANNELS)) if c.case_id in wanted
-    ]
-    return skeleton_quality(checkpoint, cases, overlap=overlap, batch_size=batch)
+    cases = cohort_cases(cohort)
+    return skeleton_quality(
+        checkpoint, [cases[c] for c in case_ids], overlap=overlap, batch_size=batch
+    )
 
 
 def _features_job(config: BenchmarkConfig, manifest: Path, checkpoints: dict[str, str]) -> dict:

@@ -134,14 +134,18 @@ class FoldFiles:
         return self.root / f"fold_{fold}"
 
 
+def cohort_cases(folder: Path) -> dict[str, Any]:
+    """The cases of a cohort folder or manifest by id, read with the benchmark's channels."""
+    from sap.data.cases import CaseLayout, discover_cases
+
+    return {c.case_id: c for c in discover_cases(folder, CaseLayout(channels=CHANNELS))}
+
+
 def split_cohort(
     config: BenchmarkConfig, cohorts: Cohorts, out: Path
 ) -> tuple[CrossValidation, FoldFiles]:
     """Count lesions, split the patients into folds and write the fold files (once)."""
-    from sap.data.cases import CaseLayout, discover_cases
-
-    layout = CaseLayout(channels=CHANNELS)
-    cases = {c.case_id: c for c in discover_cases(cohorts.metastatic, layout)}
+    cases = cohort_cases(cohorts.metastatic)
     missing = sorted(c for c, case in cases.items() if case.lesion is None)
     if missing:
         raise ValueError(
@@ -159,7 +163,7 @@ def split_cohort(
     if _recorded_key(record) != key:
         if files.root.exists():
             shutil.rmtree(files.root)
-        _write_fold_files(split, cases, files, layout.channels)
+        _write_fold_files(split, cases, files, CHANNELS)
         write_text_atomic(record, json.dumps({"key": key}, indent=2))
     return split, files
 
@@ -207,4 +211,11 @@ def _copy_reference(source: Path, target: Path) -> None:
     save_nifti_atomic(voxels, affine, target)
 
 
-__all__ = ["REFERENCE_FILE", "Cohorts", "FoldFiles", "prepare_cohorts", "split_cohort"]
+__all__ = [
+    "REFERENCE_FILE",
+    "Cohorts",
+    "FoldFiles",
+    "cohort_cases",
+    "prepare_cohorts",
+    "split_cohort",
+]

@@ -57,7 +57,7 @@ def write_outputs(config, out: Path, *, split, pretrained, runs, scores, feature
         "runtime_s": round(runtime_s, 1),
         "stages": stages,
         "splits": split.to_dict(),
-        "compute": _compute(pretrained, runs, scores, features),
+        "compute": _compute(pretrained, runs, scores, features, skeleton),
         "selection": _selection(runs),
         "per_seed": {
             arm: {
@@ -118,7 +118,7 @@ def environment(threads: int) -> dict[str, Any]:
     }
 
 
-def _compute(pretrained, runs, scores, features) -> dict[str, Any]:
+def _compute(pretrained, runs, scores, features, skeleton=None) -> dict[str, Any]:
     finetuning = {}
     for arm, by_seed in runs.items():
         # Every candidate run was computed, chosen or not.
@@ -146,6 +146,7 @@ def _compute(pretrained, runs, scores, features) -> dict[str, Any]:
         ),
         "features_s": None if features is None else features.get("wall_s"),
         "features_cpu_s": None if features is None else features.get("cpu_s"),
+        "skeleton_check_s": None if skeleton is None else skeleton.get("wall_s"),
     }
 
 
@@ -265,6 +266,7 @@ def _stage_wall_s(results: dict[str, Any]) -> float:
         + sum(r["wall_s"] for r in compute["finetuning"].values())
         + (compute.get("scoring_s") or 0.0)
         + (compute.get("features_s") or 0.0)
+        + (compute.get("skeleton_check_s") or 0.0)
     )
 
 
@@ -474,6 +476,8 @@ def _compute_section(results: dict[str, Any]) -> str:
     lines.append(f"| scoring | {_duration(compute['scoring_s'])} | – | – |")
     if compute.get("features_s") is not None:
         lines.append(f"| feature analysis | {_duration(compute['features_s'])} | – | – |")
+    if compute.get("skeleton_check_s") is not None:
+        lines.append(f"| skeleton model check | {_duration(compute['skeleton_check_s'])} | – | – |")
     lines.append(f"| **total (this invocation)** | {_duration(results['runtime_s'])} | | |")
     skipped = results.get("stages", {}).get("skipped", [])
     if skipped:

@@ -77,6 +77,7 @@ def test_report_shows_how_well_the_skeleton_model_segments_unseen_patients(fake_
     assert "wall_s" not in results["skeleton_model"]
     text = (fake_run / "report.md").read_text(encoding="utf-8")
     assert "## SAP's skeleton model" in text and "| 0.700 | 1.03 | 0.170 |" in text
+    assert "| skeleton model check | 1 s | – | – |" in text
     assert "| pelvis | sternum |" in text and "| 0.43 | – |" in text
 
 
