@@ -187,7 +187,8 @@ class BenchmarkConfig:
             if not name.replace("_", "").isalnum():
                 raise ValueError(f"arm name {name!r}: use letters, digits and '_' only")
             rates = arm.candidate_rates()
-            if not rates or len(set(rates)) != len(rates) or min(rates) <= 0:
+            # Distinct as printed too: each candidate's folder is named by f"{rate:g}".
+            if not rates or len({f"{r:g}" for r in rates}) != len(rates) or min(rates) <= 0:
                 raise ValueError(
                     f"arm {name!r}: lr_encoder must be a positive rate or a list of distinct "
                     f"positive rates, got {arm.lr_encoder!r}"

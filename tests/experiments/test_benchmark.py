@@ -69,7 +69,7 @@ def test_a_config_that_cannot_work_is_refused() -> None:
 
 
 def test_an_encoder_rate_list_must_hold_distinct_positive_rates() -> None:
-    for bad in ([], [1e-3, 1e-3], [1e-3, 0.0], -1e-4):
+    for bad in ([], [1e-3, 1e-3], [1e-3, 1.0000001e-3], [1e-3, 0.0], -1e-4):
         config = BenchmarkConfig(arms={"sap": ArmConfig("sap", bad)})
         with pytest.raises(ValueError, match="arm 'sap': lr_encoder must be"):
             config.check()
