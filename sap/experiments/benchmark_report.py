@@ -436,18 +436,16 @@ def _selection_section(results: dict[str, Any]) -> str:
         "| arm | seed | test fold | tuning-fold F2 per candidate rate | tested |",
         "|---|---|---|---|---|",
     ]
-    several = False
+    if not _several_rates(results):
+        return ""
     for arm, by_seed in selection.items():
         for seed, folds in by_seed.items():
             for fold, entry in folds.items():
                 scores = entry.get("tuning_f_beta") or {}
-                several |= len(scores) > 1
                 cells = ", ".join(f"{rate}: {_n(f2)}" for rate, f2 in scores.items())
                 chosen = entry.get("chosen")
                 lines.append(f"| {arm} | {seed} | {fold} | {cells or '–'} | "
                              f"{'–' if chosen is None else f'{chosen:g}'} |")  # fmt: skip
-    if not several:
-        return ""
     lines.append(
         "\nAn arm given several encoder rates (`lr_encoder: [..]`) is fine-tuned once per rate "
         "for every seed and test fold; the rate whose model has the highest mean patient-level "
@@ -456,6 +454,16 @@ def _selection_section(results: dict[str, Any]) -> str:
         "every candidate run."
     )
     return "\n".join(lines) + "\n"
+
+
+def _several_rates(results: dict[str, Any]) -> bool:
+    """Whether some arm chose between several encoder rates."""
+    return any(
+        len(entry.get("tuning_f_beta") or {}) > 1
+        for by_seed in (results.get("selection") or {}).values()
+        for folds in by_seed.values()
+        for entry in folds.values()
+    )
 
 
 def _compute_section(results: dict[str, Any]) -> str:
@@ -488,12 +496,7 @@ def _compute_section(results: dict[str, Any]) -> str:
 
 def _protocol(results: dict[str, Any]) -> str:
     splits = results["splits"]
-    several = any(
-        len(entry.get("tuning_f_beta") or {}) > 1
-        for by_seed in (results.get("selection") or {}).values()
-        for folds in by_seed.values()
-        for entry in folds.values()
-    )
+    several = _several_rates(results)
     folds = ", ".join(
         f"{i}: {len(cases)} patients / {splits['lesions_per_fold'][i]} lesions"
         for i, cases in enumerate(splits["folds"])
