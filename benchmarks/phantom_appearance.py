@@ -15,6 +15,7 @@ Printed ratios (measured in one run, so machine speed does not matter):
 
     python benchmarks/phantom_appearance.py                      # 8 patients, quick-preset grid
     python benchmarks/phantom_appearance.py --cases 4 --shape 96 60 192 --spacing 5 5 6
+    python benchmarks/phantom_appearance.py --marrow adult       # red marrow, mimics
 """
 
 from __future__ import annotations
@@ -71,6 +72,7 @@ def main() -> None:
     parser.add_argument("--spacing", type=float, nargs=3, default=(7.5, 7.5, 9.0))
     parser.add_argument("--min-lesion-voxels", type=int, default=1)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--marrow", choices=("fatty", "adult"), default="fatty")
     args = parser.parse_args()
     from sap.phantom import generate_cohort
 
@@ -78,9 +80,10 @@ def main() -> None:
         generate_cohort(
             Path(tmp), healthy=0, metastatic=args.cases, seed=args.seed, shape=args.shape,
             spacing_mm=args.spacing, min_lesion_voxels=args.min_lesion_voxels,
+            marrow=args.marrow,
         )  # fmt: skip
         cases = normalised_cases(Path(tmp))
-    grid = [(a, b) for a in np.linspace(0.1, 0.6, 11) for b in np.linspace(0.2, 0.9, 15)]
+    grid = [(a, b) for a in np.linspace(0.1, 0.6, 11) for b in np.linspace(0.2, 1.0, 17)]
     scored = [(rule_scores(cases, a, b), a, b) for a, b in grid]
     best, a, b = max(scored, key=lambda item: item[0]["dice"])
     best_bone, a_bone, b_bone = max(scored, key=lambda item: item[0]["dice_with_bone"])

@@ -61,6 +61,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--max-lesions", type=int, default=30, help="most lesions per patient (default: 30)"
     )
     parser.add_argument(
+        "--marrow",
+        choices=("fatty", "adult"),
+        default="fatty",
+        help=(
+            "marrow model: 'fatty' (uniform fatty marrow, the default) or 'adult' (red marrow in "
+            "the axial skeleton, benign focal marrow lesions, less DWI-bright metastases: "
+            "lesions no longer stand out by their voxels alone)"
+        ),
+    )
+    parser.add_argument(
         "--png", action="store_true", help="also write a coronal preview.png per case"
     )
     parser.add_argument(
@@ -93,6 +103,7 @@ def run(args: argparse.Namespace) -> int:
             render_png=args.png,
             dwi_downsample=factors[0] if len(factors) == 1 else tuple(factors),
             max_lesions=args.max_lesions,
+            marrow=args.marrow,
             overwrite=args.overwrite,
             progress=None if args.quiet else (lambda line: print(f"[sap phantom] {line}")),
         )

@@ -22,7 +22,10 @@ quarter >= 1 mL; see :mod:`sap.phantom.lesions` for the voxel-size clamp) and pe
 size, pose, intensity, bias field and noise. Bone shapes are simple solids: good enough to
 learn "where is bone and which bone", not an anatomical atlas. Ribs, skull, forearms and tibiae
 are drawn as (unlabelled) bone, as in the paper's label maps; lesions are placed only in the
-9 labelled regions.
+9 labelled regions. By default the marrow is uniformly fatty, so inside bone a lesion
+stands out by its voxels alone; ``marrow="adult"`` (:mod:`~sap.phantom.marrow`) adds red
+marrow in the axial skeleton, benign focal marrow lesions and less DWI-bright (sclerotic)
+metastases, as in the paper's prostate-cancer cohort.
 
 Determinism: the same seed and arguments give byte-identical files. Each case has its own
 seed (:func:`case_seed`), and anatomy, lesions, contrast and noise use separate random
@@ -31,7 +34,8 @@ streams, so a healthy and a metastatic case with the same case seed share one bo
 Modules, in the order a case is made: :mod:`~sap.phantom.geometry` (grid, frames, solids),
 :mod:`~sap.phantom.subject` (draw size and pose), :mod:`~sap.phantom.body` (the reference
 adult, painted through :mod:`~sap.phantom.painter` into an :mod:`~sap.phantom.anatomy`),
-:mod:`~sap.phantom.lesions`, :mod:`~sap.phantom.signal` (MR contrast and noise),
+:mod:`~sap.phantom.lesions`, :mod:`~sap.phantom.marrow`, :mod:`~sap.phantom.signal` (MR
+contrast and noise),
 :mod:`~sap.phantom.generate` (one case), :mod:`~sap.phantom.write` and
 :mod:`~sap.phantom.render` (files), :mod:`~sap.phantom.cohort` (a cohort on disk).
 """

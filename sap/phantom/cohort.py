@@ -42,6 +42,7 @@ from sap.phantom.lesions import (
     VOLUME_MEDIAN_ML,
     VOLUME_RANGE_ML,
 )
+from sap.phantom.marrow import check_marrow
 from sap.phantom.write import write_case
 from sap.volume import voxel_volume_ml
 
@@ -71,6 +72,7 @@ def generate_cohort(
     dwi_downsample: int | Sequence[int] = 1,
     max_lesions: int = MAX_LESIONS,
     min_lesion_voxels: int = MIN_LESION_VOXELS,
+    marrow: str = "fatty",
     overwrite: bool = False,
     progress: Callable[[str], None] | None = None,
 ) -> list[Path]:
@@ -81,7 +83,7 @@ def generate_cohort(
         healthy: number of healthy volunteers (``healthy_000``, ...): images + skeleton.
         metastatic: number of patients (``metastatic_000``, ...): images + skeleton + lesion.
         seed: cohort seed; case k of a kind is the same whatever the cohort size.
-        shape, spacing_mm, dwi_downsample, max_lesions, min_lesion_voxels: as in
+        shape, spacing_mm, dwi_downsample, max_lesions, min_lesion_voxels, marrow: as in
             :func:`generate_case`.
         render_png: also write ``preview.png`` (coronal T1 | b1000 MIP | labels) per case.
         overwrite: replace an earlier cohort written by ``sap phantom`` (only if it holds
@@ -104,6 +106,7 @@ def generate_cohort(
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
         raise ValueError(f"seed must be a whole number >= 0, got {seed!r}")
     shape_t, spacing_t, factors = check_grid_args(shape, spacing_mm, dwi_downsample)
+    check_marrow(marrow)
     planned = [(kind, k) for kind, n in zip(KINDS, (healthy, metastatic)) for k in range(n)]
     case_ids = [f"{kind}_{k:03d}" for kind, k in planned]
 
@@ -120,6 +123,7 @@ def generate_cohort(
                 dwi_downsample=factors,
                 max_lesions=max_lesions,
                 min_lesion_voxels=min_lesion_voxels,
+                marrow=marrow,
             )
             write_case(case, folder / case_id, render_png=render_png)
             entries.append(case.summary())
@@ -135,6 +139,7 @@ def generate_cohort(
             "dwi_downsample": list(factors),
             "max_lesions": int(max_lesions),
             "min_lesion_voxels": int(min_lesion_voxels),
+            **({} if marrow == "fatty" else {"marrow": marrow}),
             "min_lesion_volume_ml": round(min_lesion_voxels * voxel_volume_ml(spacing_t), 4),
         }
         report = _cohort_report(int(seed), parameters, entries)

@@ -20,6 +20,7 @@ from sap.phantom.body import build_anatomy
 from sap.phantom.case import PhantomCase
 from sap.phantom.geometry import Grid
 from sap.phantom.lesions import draw_lesions
+from sap.phantom.marrow import adult_lesion_dwi, adult_marrow, check_marrow
 from sap.phantom.signal import coarse_affine, sample_signal, synthesize
 from sap.phantom.subject import sample_subject
 
@@ -80,6 +81,7 @@ def generate_case(
     dwi_downsample: int | Sequence[int] = 1,
     max_lesions: int = MAX_LESIONS,
     min_lesion_voxels: int = MIN_LESION_VOXELS,
+    marrow: str = "fatty",
 ) -> PhantomCase:
     """Generate one subject in memory.
 
@@ -94,6 +96,10 @@ def generate_case(
             factor for all), to exercise resampling of DWI onto T1; 1 = same grid as T1.
         max_lesions: cap on lesions per patient.
         min_lesion_voxels: smallest lesion in voxels (voxel-size clamp on sampled volumes).
+        marrow: ``"fatty"`` (uniform fatty marrow) or ``"adult"``: red marrow in the axial
+            skeleton, benign focal marrow lesions and less DWI-bright metastases, so that
+            lesions are no longer told from marrow by their voxels alone
+            (:mod:`sap.phantom.marrow`). The anatomy, lesion placement and noise are the same.
 
     Returns:
         A :class:`~sap.phantom.case.PhantomCase`.
@@ -112,9 +118,11 @@ def generate_case(
             f"max_lesions and min_lesion_voxels must be >= 1, got {max_lesions} and "
             f"{min_lesion_voxels}"
         )
+    check_marrow(marrow)
     grid = make_grid(shape_t, spacing_t)
-    streams = [np.random.default_rng(s) for s in np.random.SeedSequence(int(seed)).spawn(4)]
-    anatomy_rng, lesion_rng, signal_rng, noise_rng = streams
+    # A fifth stream for the adult marrow: the first four are those of the default phantom.
+    streams = [np.random.default_rng(s) for s in np.random.SeedSequence(int(seed)).spawn(5)]
+    anatomy_rng, lesion_rng, signal_rng, noise_rng, marrow_rng = streams
     subject = sample_subject(anatomy_rng, grid)
     anatomy = build_anatomy(grid, subject)
     lesion_map = np.zeros(grid.shape, dtype=np.int16)
@@ -125,7 +133,17 @@ def generate_case(
         )
     signal = sample_signal(signal_rng)
     levels = [(lesion.t1_level, lesion.dwi_level) for lesion in lesions]
-    t1, b1000 = synthesize(noise_rng, signal, anatomy, lesion_map, levels, factors)
+    marrow_levels = None
+    if marrow == "adult":
+        adult = adult_marrow(
+            marrow_rng, anatomy, grid, tuple(signal["marrow"]), lesion_map, min_lesion_voxels
+        )
+        marrow_levels = adult.levels
+        levels = [(t1, adult_lesion_dwi(dwi)) for t1, dwi in levels]
+        signal["adult_marrow"] = adult.info
+    t1, b1000 = synthesize(
+        noise_rng, signal, anatomy, lesion_map, levels, factors, marrow_levels=marrow_levels
+    )
     tissue = anatomy.tissue
     tissue[lesion_map > 0] = TISSUE["lesion"]
     return PhantomCase(

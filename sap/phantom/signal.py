@@ -72,7 +72,7 @@ def _interpolation_matrix(n_out: int, n_in: int) -> np.ndarray:
     return matrix
 
 
-def _smooth_noise(rng: np.random.Generator, shape: tuple[int, ...], cell: int = 4) -> np.ndarray:
+def smooth_noise(rng: np.random.Generator, shape: tuple[int, ...], cell: int = 4) -> np.ndarray:
     """Unit-variance noise that varies over ~``cell`` voxels: a coarse random grid, upsampled
     trilinearly (as three small matrix products, much cheaper than a full-volume zoom)."""
     coarse_shape = tuple(max(2, -(-n // cell) + 1) for n in shape)
@@ -122,8 +122,13 @@ def synthesize(
     lesion_map: np.ndarray,
     lesion_levels: list[tuple[float, float]],
     dwi_factors: tuple[int, int, int] = (1, 1, 1),
+    marrow_levels: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """T1 and b1000 images (float32); b1000 on the block-averaged grid when ``dwi_factors`` > 1."""
+    """T1 and b1000 images (float32); b1000 on the block-averaged grid when ``dwi_factors`` > 1.
+
+    ``marrow_levels`` (``(2, X, Y, Z)``, :mod:`sap.phantom.marrow`) replaces the subject's one
+    marrow level per channel by a level per voxel.
+    """
     levels = np.asarray(params["levels"], dtype=np.float32)
     bone = anatomy.tissue == TISSUE["bone"]
     lesion = lesion_map > 0
@@ -132,6 +137,8 @@ def synthesize(
     for channel in range(2):
         image = levels[:, channel][anatomy.tissue]
         marrow, cortex = params["marrow"][channel], params["cortex"][channel]
+        if marrow_levels is not None:  # float32, as a Python float level is taken here
+            marrow = marrow_levels[channel][bone].astype(np.float32)
         image[bone] = (fraction[bone] * marrow + (1 - fraction[bone]) * cortex).astype(np.float32)
         if lesion.any():
             per_lesion = np.array(
@@ -144,7 +151,7 @@ def synthesize(
                 share * per_lesion[lesion_map[lesion]] * heterogeneity + (1 - share) * cortex
             )
         body = anatomy.tissue > 0
-        texture = 1.0 + params["texture"][channel] * _smooth_noise(rng, image.shape)
+        texture = 1.0 + params["texture"][channel] * smooth_noise(rng, image.shape)
         image = np.where(body, image * texture, image).astype(np.float32)
         image = ndimage.gaussian_filter(image, 0.5)  # point-spread function
         image *= _bias_field(
@@ -160,4 +167,4 @@ def synthesize(
     return images[0], images[1]
 
 
-__all__ = ["block_mean", "coarse_affine", "sample_signal", "synthesize"]
+__all__ = ["block_mean", "coarse_affine", "sample_signal", "smooth_noise", "synthesize"]
