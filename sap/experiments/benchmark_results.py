@@ -73,9 +73,10 @@ def score_arm_seed(
                 reference / REFERENCE_FILE,
             )
             prob, ref, affine = load_case(case, prob=True)
+            mask = prob >= np.float64(run["threshold"])
             evaluation.add(
                 case.case_id,
-                prob >= np.float64(run["threshold"]),
+                mask,
                 ref,
                 spacing_from_affine(affine),
                 prob=prob,
@@ -84,9 +85,7 @@ def score_arm_seed(
             fold_of[case.case_id] = fold
             if case.case_id in skeletons:
                 bone, _ = read_volume(skeletons[case.case_id], what="skeleton label map")
-                location = false_positives_by_region(
-                    prob >= np.float64(run["threshold"]), ref, bone > 0, evaluation.settings
-                )
+                location = false_positives_by_region(mask, ref, bone > 0, evaluation.settings)
                 fp_location[case.case_id] = {
                     "inside": location.inside,
                     "outside": location.outside,
